@@ -1,0 +1,1 @@
+"""Cascade: an open lakehouse for Nightscout diabetes data."""
