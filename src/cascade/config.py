@@ -1,0 +1,149 @@
+"""Settings, read from the environment only (12-factor), with a `.env` file read if present.
+
+One `Settings` object holds everything; `get_settings()` builds it once per process. Several
+Nightscout sites can be followed at once (a research clinic follows many people): either the
+single-site variables `NIGHTSCOUT_URL` / `NIGHTSCOUT_API_SECRET` / `NIGHTSCOUT_TOKEN` /
+`NIGHTSCOUT_SITE_ID`, or `NIGHTSCOUT_SITES`, a JSON list of `{"id", "url", "api_secret", "token"}`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cascade.exceptions import ConfigurationError
+
+SITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Profile(StrEnum):
+    """Which way Cascade runs: embedded on one disk, or on the real lakehouse services."""
+
+    LOCAL = "local"
+    LAKEHOUSE = "lakehouse"
+
+
+class SiteConfig(BaseModel):
+    """One Nightscout site (one person). Every ingested row carries its `id` as `site_id`."""
+
+    id: str
+    url: str
+    api_secret: SecretStr | None = None
+    token: SecretStr | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not SITE_ID_PATTERN.match(value):
+            raise ValueError(
+                f"site id {value!r} must be lowercase letters, digits, '-' or '_' (max 63 chars)"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"site url {value!r} must start with http:// or https://")
+        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("put credentials in api_secret or token, not in the URL")
+        return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Every setting Cascade reads. See `.env.example` for the documented list."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    cascade_profile: Profile = Profile.LOCAL
+    cascade_home: Path = Path(".cascade")
+
+    iceberg_catalog_name: str = "cascade"
+    iceberg_warehouse_path: Path | None = None
+    iceberg_staging_path: Path | None = None
+
+    nightscout_url: str | None = None
+    nightscout_api_secret: SecretStr | None = None
+    nightscout_token: SecretStr | None = None
+    nightscout_site_id: str = "default"
+    nightscout_sites: list[SiteConfig] = Field(default_factory=list)
+
+    nightscout_page_size: int = Field(default=1000, ge=10, le=10_000)
+    nightscout_timeout_seconds: float = Field(default=30.0, gt=0)
+    nightscout_max_retries: int = Field(default=6, ge=0, le=20)
+    nightscout_backoff_seconds: float = Field(default=0.5, ge=0)
+    nightscout_concurrency: int = Field(default=2, ge=1, le=16)
+    nightscout_v1_lookback_hours: float = Field(default=6.0, ge=0)
+    ingest_commit_rows: int = Field(default=200_000, ge=1)
+    ingest_site_concurrency: int = Field(default=4, ge=1, le=64)
+
+    nessie_port: int = 19120
+    nessie_version: str = "0.107.4"
+    trino_port: int = 8080
+    trino_version: str = "479"
+
+    @model_validator(mode="after")
+    def _single_or_many_sites(self) -> Settings:
+        if self.nightscout_url and self.nightscout_sites:
+            raise ValueError("set either NIGHTSCOUT_URL (one site) or NIGHTSCOUT_SITES (many), not both")
+        return self
+
+    @property
+    def warehouse_path(self) -> Path:
+        return (self.iceberg_warehouse_path or self.cascade_home / "warehouse").resolve()
+
+    @property
+    def staging_path(self) -> Path:
+        return (self.iceberg_staging_path or self.cascade_home / "stage").resolve()
+
+    @property
+    def stage_uri(self) -> str:
+        return self.staging_path.as_uri()
+
+    @property
+    def catalog_db_path(self) -> Path:
+        return (self.cascade_home / "catalog.db").resolve()
+
+    def sites(self) -> list[SiteConfig]:
+        """The configured Nightscout sites, whichever way they were given."""
+        if self.nightscout_sites:
+            return list(self.nightscout_sites)
+        if self.nightscout_url:
+            return [
+                SiteConfig(
+                    id=self.nightscout_site_id,
+                    url=self.nightscout_url,
+                    api_secret=self.nightscout_api_secret,
+                    token=self.nightscout_token,
+                )
+            ]
+        return []
+
+    def site(self, site_id: str) -> SiteConfig:
+        for site in self.sites():
+            if site.id == site_id:
+                return site
+        known = ", ".join(s.id for s in self.sites()) or "none"
+        raise ConfigurationError(f"no Nightscout site with id {site_id!r} is configured (known: {known})")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,35 @@
+"""Every error Cascade raises on purpose, one class each, so callers and the CLI can tell them apart."""
+
+from __future__ import annotations
+
+
+class CascadeError(Exception):
+    """Base class: an error with a message meant for the person running Cascade."""
+
+
+class ConfigurationError(CascadeError):
+    """The environment does not describe a usable setup (missing or contradictory settings)."""
+
+
+class NightscoutError(CascadeError):
+    """A Nightscout site could not be read."""
+
+
+class NightscoutAuthError(NightscoutError):
+    """A site refused our credentials (401/403). The message names the site, never the secret."""
+
+
+class NightscoutUnavailableError(NightscoutError):
+    """A site kept failing (timeouts, connection errors, 429, 5xx) after every retry."""
+
+
+class PagingError(NightscoutError):
+    """Paging cannot make progress without skipping records (more same-time records than a page holds)."""
+
+
+class LakeError(CascadeError):
+    """The lake (catalog or tables) is missing something or is in an unexpected state."""
+
+
+class QueryError(CascadeError):
+    """An ad-hoc query could not be run."""

@@ -1,0 +1,63 @@
+"""Landing raw API pages, compressed, under the staging location, and reading them back.
+
+Every page Cascade receives is kept byte for byte, so any raw table can be rebuilt from stage
+(`cascade ingest --from-stage`) without asking Nightscout again. Layout:
+`<stage>/nightscout/<site_id>/<collection>/<load_id>/<sequence>-<api>.json.zst`; load ids sort
+by time, so reading in path order replays the pages in the order they were received.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.fs as pafs
+import zstandard
+
+_COMPRESSOR_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class StagedPage:
+    path: str
+    api: str
+    docs: list[dict[str, Any]]
+
+
+class Stage:
+    """Reads and writes pages through a pyarrow filesystem (local now, S3 with the lakehouse)."""
+
+    def __init__(self, uri: str) -> None:
+        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        self._compressor = zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL)
+
+    def _dir(self, site_id: str, collection: str, load_id: str | None = None) -> str:
+        parts = [self.root, "nightscout", site_id, collection] + ([load_id] if load_id else [])
+        return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
+
+    def land(self, site_id: str, collection: str, load_id: str, sequence: int, api: str, body: bytes) -> str:
+        directory = self._dir(site_id, collection, load_id)
+        self.fs.create_dir(directory, recursive=True)
+        path = f"{directory}/{sequence:06d}-{api}.json.zst"
+        with self.fs.open_output_stream(path) as out:
+            out.write(self._compressor.compress(body))
+        return path
+
+    def pages(self, site_id: str, collection: str) -> Iterator[StagedPage]:
+        selector = pafs.FileSelector(self._dir(site_id, collection), allow_not_found=True, recursive=True)
+        files = sorted(
+            (info.path for info in self.fs.get_file_info(selector) if info.path.endswith(".json.zst")),
+        )
+        decompressor = zstandard.ZstdDecompressor()
+        for path in files:
+            with self.fs.open_input_stream(path) as stream:
+                payload = json.loads(decompressor.decompress(stream.read(), max_output_size=1 << 31))
+            docs = payload.get("result", []) if isinstance(payload, dict) else payload
+            api = path.rsplit("-", 1)[-1].removesuffix(".json.zst")
+            yield StagedPage(path=path, api=api, docs=docs if isinstance(docs, list) else [])
+
+    def site_ids(self) -> list[str]:
+        selector = pafs.FileSelector(f"{self.root.rstrip('/')}/nightscout", allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)

@@ -1,0 +1,238 @@
+"""Raw Iceberg tables: creation, schema evolution, and idempotent upserts with their cursor.
+
+An upsert is one Iceberg transaction per table: delete the old versions of changed records,
+append the new ones, and set the site's cursor property. The catalog commits it atomically,
+so the cursor can never run ahead of the rows it covers; a crashed load leaves the table as
+it was before the transaction and a re-run resumes from the last committed cursor.
+
+Deletions are *marked*, not removed: the source's tombstone (v3 `isValid: false`) replaces the
+row, with `is_valid = false`. Downstream models keep only valid rows; the history stays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import (
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThan,
+    Or,
+)
+from pyiceberg.table import Table
+
+from cascade.lake.schemas import (
+    CURSOR_PROPERTY_PREFIX,
+    RAW_NAMESPACE,
+    REJECTS_TABLE,
+    raw_partition_spec,
+    raw_schema,
+    raw_sort_order,
+    rejects_schema,
+)
+
+DAY_US = 86_400_000_000
+
+
+def ensure_raw_table(catalog: Catalog, collection: str) -> Table:
+    """Create `raw.<collection>` if missing; add any columns this version of Cascade knows."""
+    catalog.create_namespace_if_not_exists(RAW_NAMESPACE)
+    identifier = f"{RAW_NAMESPACE}.{collection}"
+    schema = raw_schema(collection)
+    try:
+        table = catalog.load_table(identifier)
+    except NoSuchTableError:
+        return catalog.create_table_if_not_exists(
+            identifier,
+            schema=schema,
+            partition_spec=raw_partition_spec(schema),
+            sort_order=raw_sort_order(schema),
+            properties={"format-version": "2", "write.parquet.compression-codec": "zstd"},
+        )
+    missing = {f.name for f in schema.fields} - {f.name for f in table.schema().fields}
+    if missing:
+        with table.update_schema() as update:
+            update.union_by_name(schema)
+        table = catalog.load_table(identifier)
+    return table
+
+
+def ensure_rejects_table(catalog: Catalog) -> Table:
+    catalog.create_namespace_if_not_exists(RAW_NAMESPACE)
+    return catalog.create_table_if_not_exists(
+        f"{RAW_NAMESPACE}.{REJECTS_TABLE}",
+        schema=rejects_schema(),
+        properties={"format-version": "2", "write.parquet.compression-codec": "zstd"},
+    )
+
+
+def read_cursor(table: Table, site_id: str) -> dict[str, Any] | None:
+    value = table.properties.get(CURSOR_PROPERTY_PREFIX + site_id)
+    return json.loads(value) if value else None
+
+
+def cursors(table: Table) -> dict[str, dict[str, Any]]:
+    return {
+        key.removeprefix(CURSOR_PROPERTY_PREFIX): json.loads(value)
+        for key, value in table.properties.items()
+        if key.startswith(CURSOR_PROPERTY_PREFIX)
+    }
+
+
+@dataclass
+class UpsertResult:
+    inserted: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    stale: int = 0
+
+
+def _latest_per_key(rows: pa.Table) -> pa.Table:
+    """Within one batch keep one version per record: the latest by srvModified, then by arrival."""
+    if rows.num_rows == 0:
+        return rows
+    indexed = rows.append_column("_position", pa.array(range(rows.num_rows), pa.int64()))
+    ordered = indexed.sort_by([("srv_modified_at", "descending"), ("_position", "descending")])
+    keys = ordered.column("source_id").to_pylist()
+    seen: set[str] = set()
+    keep = []
+    for position, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            keep.append(position)
+    if len(keep) == rows.num_rows:
+        return rows
+    return ordered.take(pa.array(keep)).sort_by("_position").drop_columns(["_position"])
+
+
+def _days_filter(event_at: pa.ChunkedArray) -> BooleanExpression:
+    """Rows in the same days as these events: lets Iceberg prune to the partitions touched."""
+    days = sorted({us // DAY_US for us in pc.cast(event_at, pa.int64()).to_pylist()})
+    ranges: list[tuple[int, int]] = []
+    for day in days:
+        if ranges and ranges[-1][1] == day:
+            ranges[-1] = (ranges[-1][0], day + 1)
+        else:
+            ranges.append((day, day + 1))
+    expr: BooleanExpression | None = None
+    for start, end in ranges:
+        term = And(GreaterThanOrEqual("event_at", start * DAY_US), LessThan("event_at", end * DAY_US))
+        expr = term if expr is None else Or(expr, term)
+    assert expr is not None
+    return expr
+
+
+def _existing(table: Table, site_id: str, rows: pa.Table) -> pa.Table:
+    """Current versions of the batch's records: looked up in the batch's days, and everywhere
+    for records edited at the source (an edit may have moved the event to another day)."""
+    keys = rows.column("source_id")
+    columns = ("source_id", "event_at", "srv_modified_at", "document")
+    found = table.scan(
+        row_filter=And(EqualTo("site_id", site_id), _days_filter(rows.column("event_at"))),
+        selected_fields=columns,
+    ).to_arrow()
+    edited = rows.filter(pc.greater(rows.column("srv_modified_at"), rows.column("srv_created_at")))
+    if edited.num_rows:
+        moved = table.scan(
+            row_filter=And(EqualTo("site_id", site_id), In("source_id", edited.column("source_id").to_pylist())),
+            selected_fields=columns,
+        ).to_arrow()
+        found = pa.concat_tables([found, moved]) if found.num_rows else moved
+    found = found.filter(pc.is_in(found.column("source_id"), value_set=keys.combine_chunks()))
+    return found
+
+
+def upsert(
+    table: Table,
+    site_id: str,
+    rows: pa.Table,
+    *,
+    cursor: dict[str, Any] | None = None,
+    snapshot_properties: dict[str, str] | None = None,
+) -> UpsertResult:
+    """Write `rows` of one site so each record ends up exactly once, in its latest version,
+    and advance the site's cursor in the same atomic commit."""
+    result = UpsertResult()
+    rows = _latest_per_key(rows)
+    delete_keys: list[str] = []
+    delete_events: list[int] = []
+    if rows.num_rows:
+        existing = _existing(table, site_id, rows)
+        if existing.num_rows:
+            current = {
+                sid: (event, modified, doc)
+                for sid, event, modified, doc in zip(
+                    existing.column("source_id").to_pylist(),
+                    pc.cast(existing.column("event_at"), pa.int64()).to_pylist(),
+                    existing.column("srv_modified_at").to_pylist(),
+                    existing.column("document").to_pylist(),
+                    strict=True,
+                )
+            }
+            keep = []
+            for sid, modified, doc in zip(
+                rows.column("source_id").to_pylist(),
+                rows.column("srv_modified_at").to_pylist(),
+                rows.column("document").to_pylist(),
+                strict=True,
+            ):
+                old = current.get(sid)
+                if old is None:
+                    keep.append(True)
+                    result.inserted += 1
+                elif old[2] == doc:
+                    keep.append(False)
+                    result.unchanged += 1
+                elif old[1] is not None and modified is not None and old[1] > modified:
+                    keep.append(False)  # we already hold a newer version
+                    result.stale += 1
+                else:
+                    keep.append(True)
+                    result.replaced += 1
+                    delete_keys.append(sid)
+                    delete_events.append(old[0])
+            rows = rows.filter(pa.array(keep))
+        else:
+            result.inserted = rows.num_rows
+    cursor_changed = cursor is not None and read_cursor(table, site_id) != cursor
+    if not rows.num_rows and not cursor_changed:
+        return result
+    properties = dict(snapshot_properties or {}, **{"cascade.site_id": site_id})
+    with table.transaction() as tx:
+        if delete_keys:
+            where = And(
+                And(EqualTo("site_id", site_id), In("source_id", delete_keys)),
+                _days_filter(pa.chunked_array([pa.array(delete_events, pa.int64())])),
+            )
+            tx.delete(delete_filter=where, snapshot_properties=properties)
+        if rows.num_rows:
+            tx.append(rows.cast(table.schema().as_arrow()), snapshot_properties=properties)
+        if cursor_changed:
+            tx.set_properties({CURSOR_PROPERTY_PREFIX + site_id: json.dumps(cursor, sort_keys=True)})
+    return result
+
+
+def append_rejects(table: Table, site_id: str, rejects: pa.Table) -> int:
+    """Add the rejects not already recorded (same site, collection and document); return how many."""
+    if rejects.num_rows == 0:
+        return 0
+    first_seen: dict[str, int] = {}
+    for position, reject_id in enumerate(rejects.column("reject_id").to_pylist()):
+        first_seen.setdefault(reject_id, position)
+    rejects = rejects.take(pa.array(sorted(first_seen.values()), pa.int64()))
+    known = table.scan(row_filter=EqualTo("site_id", site_id), selected_fields=("reject_id",)).to_arrow()
+    fresh = rejects.filter(
+        pc.invert(pc.is_in(rejects.column("reject_id"), value_set=known.column("reject_id").combine_chunks()))
+    )
+    if fresh.num_rows:
+        table.append(fresh.cast(table.schema().as_arrow()), snapshot_properties={"cascade.site_id": site_id})
+    return fresh.num_rows

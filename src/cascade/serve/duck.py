@@ -1,0 +1,69 @@
+"""DuckDB over the lake: every Iceberg table of the catalog as a namespace-qualified view.
+
+DuckDB's iceberg extension (and the avro extension it needs) come from PyPI wheels, so they are
+loaded from site-packages with auto-install off: no network is ever needed. Tables are read at
+their current snapshot through `iceberg_scan(<metadata location>)`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
+import duckdb
+from pyiceberg.catalog import Catalog
+
+EXTENSIONS = ("avro", "iceberg")  # avro first: iceberg needs it
+
+
+def extension_path(name: str) -> Path:
+    package = import_module(f"duckdb_extension_{name}")
+    root = Path(package.__file__).parent / "extensions"
+    matches = sorted(root.glob(f"v{duckdb.__version__}/{name}.duckdb_extension"))
+    if not matches:
+        raise RuntimeError(
+            f"the DuckDB {name} extension for DuckDB {duckdb.__version__} is not installed "
+            f"(package duckdb-extension-{name}); reinstall with `make install`"
+        )
+    return matches[0]
+
+
+def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the iceberg extension loaded offline and UTC as its time zone."""
+    con = duckdb.connect(
+        database,
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    for name in EXTENSIONS:
+        con.execute(f"LOAD '{extension_path(name)}'")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def attach_catalog(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[str]:
+    """Create one view per Iceberg table, named `<namespace>.<table>`; return their names."""
+    names = []
+    for namespace in catalog.list_namespaces():
+        schema = ".".join(namespace)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        for identifier in catalog.list_tables(namespace):
+            table = catalog.load_table(identifier)
+            name = identifier[-1]
+            target = f"{quote(schema)}.{quote(name)}"
+            if table.current_snapshot() is None:  # iceberg_scan needs a snapshot: expose the empty shape
+                con.register("_cascade_empty", table.schema().as_arrow().empty_table())
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _cascade_empty")
+                con.unregister("_cascade_empty")
+                names.append(f"{schema}.{name}")
+                continue
+            location = table.metadata_location.replace("'", "''")
+            con.execute(
+                f"CREATE OR REPLACE VIEW {target} AS "
+                f"SELECT * FROM iceberg_scan('{location}')"
+            )
+            names.append(f"{schema}.{name}")
+    return names

@@ -1,0 +1,383 @@
+"""An HTTP client for one Nightscout site: API v1 and v3, auth, bounded paging, retries.
+
+Paging rules that keep every record exactly once:
+- v3 history is ordered by `srvModified` and filters *strictly greater than* the path
+  parameter, so a page cut between two documents with the same `srvModified` would skip the
+  rest if we asked for "after the last one". We ask for "at or after the last one" instead
+  (`last - 1`) and drop the documents already seen at that boundary.
+- v1 answers newest first. We page backwards with `$lte` the oldest time seen and drop the
+  records already seen at that time, for the same reason.
+If more records share one time than a page holds, no progress is possible without skipping:
+we grow the page up to the server's cap and otherwise stop with a `PagingError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from cascade import __version__
+from cascade.config import SiteConfig
+from cascade.exceptions import NightscoutAuthError, NightscoutUnavailableError, PagingError
+from cascade.source.nightscout.collections import Collection
+
+Api = Literal["v1", "v3"]
+JWT_RENEW_MARGIN_SECONDS = 60.0
+MAX_PAGE_GROWTH = 8
+
+
+@dataclass(frozen=True)
+class Page:
+    """One answer from the server: the new documents in it and the body exactly as received."""
+
+    collection: str
+    api: Api
+    docs: list[dict[str, Any]]
+    body: bytes
+    # v3 history: greatest srvModified in the page. v1: oldest event time in the page (raw value).
+    boundary: int | str | None = None
+
+
+class _TransientError(Exception):
+    """A failure worth retrying: 429, 5xx, or a body that is not the JSON the server promised."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TransientError | httpx.TimeoutException | httpx.TransportError)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _TransientError):
+        return str(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"connection failed ({type(exc).__name__})"
+
+
+def iso_ms(moment: datetime) -> str:
+    """Nightscout's own ISO format: UTC, milliseconds, `Z`. Sorts as text the same as in time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _time_param(collection: Collection, moment: datetime | int | str) -> str:
+    if isinstance(moment, datetime):
+        if collection.time_format == "epoch_ms":
+            return str(int(moment.timestamp() * 1000))
+        return iso_ms(moment)
+    return str(moment)
+
+
+@dataclass
+class _Jwt:
+    token: str
+    expires_at: float  # epoch seconds
+    issued_at: float = field(default_factory=time.time)
+
+    def fresh(self) -> bool:
+        lifetime = self.expires_at - self.issued_at
+        margin = min(JWT_RENEW_MARGIN_SECONDS, lifetime / 5)
+        return time.time() < self.expires_at - margin
+
+
+class NightscoutClient:
+    """Reads one Nightscout site. Thread-safe: requests are bounded by a per-site semaphore."""
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        *,
+        page_size: int = 1000,
+        timeout_seconds: float = 30.0,
+        max_retries: int = 6,
+        backoff_seconds: float = 0.5,
+        concurrency: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.site = site
+        self.page_size = page_size
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self._slots = threading.Semaphore(concurrency)
+        self._jwt: _Jwt | None = None
+        self._jwt_lock = threading.Lock()
+        self._v3: bool | None = None
+        self._http = httpx.Client(
+            base_url=site.url,
+            timeout=httpx.Timeout(timeout_seconds),
+            headers={"Accept": "application/json", "User-Agent": f"cascade/{__version__}"},
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._secret_hash = (
+            hashlib.sha1(site.api_secret.get_secret_value().encode()).hexdigest()
+            if site.api_secret
+            else None
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NightscoutClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- auth -------------------------------------------------------------------------------
+
+    def _bearer(self, *, renew: bool = False) -> str | None:
+        if self.site.token is None:
+            return None
+        with self._jwt_lock:
+            if renew or self._jwt is None or not self._jwt.fresh():
+                self._jwt = self._exchange_token()
+            return self._jwt.token
+
+    def _exchange_token(self) -> _Jwt:
+        assert self.site.token is not None
+        path = f"/api/v2/authorization/request/{self.site.token.get_secret_value()}"
+        response = self._send(path, {}, headers={}, label="/api/v2/authorization/request/<token>")
+        if response.status_code in (401, 403):
+            raise self._auth_error(response.status_code, "the access token was refused")
+        payload = self._decode(response, "/api/v2/authorization/request/<token>")
+        if not isinstance(payload, dict) or "token" not in payload:
+            raise NightscoutUnavailableError(
+                f"site {self.site.id!r}: the token exchange answered without a JWT"
+            )
+        return _Jwt(token=str(payload["token"]), expires_at=float(payload.get("exp") or time.time() + 3600))
+
+    def _auth_headers(self, *, renew: bool = False) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self._secret_hash:
+            headers["api-secret"] = self._secret_hash
+        bearer = self._bearer(renew=renew)
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        return headers
+
+    def _auth_error(self, status: int, detail: str) -> NightscoutAuthError:
+        hint = (
+            "check the api_secret / token configured for it"
+            if (self.site.api_secret or self.site.token)
+            else "the site is locked: configure an api_secret or a read token for it"
+        )
+        return NightscoutAuthError(
+            f"Nightscout site {self.site.id!r} ({self.site.url}) refused access "
+            f"(HTTP {status}, {detail}): {hint}"
+        )
+
+    # ---- transport --------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(initial=self.backoff_seconds, max=30.0, jitter=self.backoff_seconds)
+        delay = backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _TransientError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    def _send(
+        self, path: str, params: dict[str, str], *, headers: dict[str, str], label: str
+    ) -> httpx.Response:
+        """One GET with retries on transient failures. `label` is the path as it may be shown."""
+
+        def attempt() -> httpx.Response:
+            with self._slots:
+                response = self._http.get(path, params=params, headers=headers)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _TransientError(f"HTTP {response.status_code}", _retry_after(response))
+            return response
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except (_TransientError, httpx.TimeoutException, httpx.TransportError) as exc:
+            raise NightscoutUnavailableError(
+                f"Nightscout site {self.site.id!r}: GET {label} failed after "
+                f"{self.max_retries + 1} attempts, last: {_describe(exc)}"
+            ) from None
+
+    def _decode(self, response: httpx.Response, label: str) -> Any:
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise _TransientError(f"{label} answered with malformed JSON") from None
+
+    def _get_json(self, path: str, params: dict[str, str] | None = None) -> tuple[Any, bytes]:
+        """GET a JSON document with auth, retrying transient failures and renewing an expired JWT."""
+        params = params or {}
+        renewed = False
+        for _ in range(self.max_retries + 1):
+            response = self._send(path, params, headers=self._auth_headers(renew=False), label=path)
+            if response.status_code == 401 and self.site.token is not None and not renewed:
+                self._auth_headers(renew=True)
+                renewed = True
+                continue
+            if response.status_code in (401, 403):
+                raise self._auth_error(response.status_code, f"GET {path}")
+            if response.status_code == 404:
+                raise FileNotFoundError(path)
+            if response.status_code >= 400:
+                raise NightscoutUnavailableError(
+                    f"Nightscout site {self.site.id!r}: GET {path} answered HTTP {response.status_code}: "
+                    f"{response.text[:200]}"
+                )
+            try:
+                return self._decode(response, path), response.content
+            except _TransientError:
+                continue  # a truncated body: ask again
+        raise NightscoutUnavailableError(
+            f"Nightscout site {self.site.id!r}: GET {path} kept answering malformed JSON"
+        )
+
+    # ---- discovery --------------------------------------------------------------------------
+
+    def has_v3(self) -> bool:
+        """Whether the history feed is usable: the server speaks v3 and we can authenticate to it.
+
+        v3 only accepts JWTs, so a locked site configured with an API secret alone is read via v1.
+        """
+        if self._v3 is None:
+            if self.site.api_secret is not None and self.site.token is None:
+                self._v3 = False
+            else:
+                try:
+                    self._get_json("/api/v3/version")
+                    self._v3 = True
+                except FileNotFoundError:
+                    self._v3 = False
+        return self._v3
+
+    def status(self) -> dict[str, Any]:
+        payload, _ = self._get_json("/api/v1/status.json")
+        return payload if isinstance(payload, dict) else {}
+
+    # ---- paging -----------------------------------------------------------------------------
+
+    def history_pages(self, collection: Collection, *, after_srv_modified: int = 0) -> Iterator[Page]:
+        """Every document created, changed or deleted with `srvModified >= after_srv_modified`."""
+        limit = self.page_size
+        param = max(after_srv_modified - 1, 0)
+        seen_at_boundary: set[str] = set()
+        boundary: int | None = None
+        while True:
+            payload, body = self._get_json(
+                f"/api/v3/{collection.name}/history/{param}", {"limit": str(limit)}
+            )
+            docs = payload.get("result", []) if isinstance(payload, dict) else []
+            fresh = [d for d in docs if _doc_id(d) not in seen_at_boundary]
+            if docs and not fresh and len(docs) >= limit:
+                limit = self._grow(limit, collection, boundary)
+                continue
+            new_boundary = max((int(d.get("srvModified") or 0) for d in docs), default=boundary)
+            if fresh:
+                yield Page(collection.name, "v3", fresh, body, new_boundary)
+            if len(docs) < limit:
+                return
+            if new_boundary != boundary:
+                seen_at_boundary = set()
+            boundary = new_boundary
+            seen_at_boundary.update(
+                _doc_id(d) for d in docs if int(d.get("srvModified") or 0) == boundary
+            )
+            param = max((boundary or 0) - 1, 0)
+
+    def v1_pages(
+        self,
+        collection: Collection,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        through: int | str | None = None,
+    ) -> Iterator[Page]:
+        """Documents with event time in [since, until) (or [since, through]), newest first."""
+        if not collection.paged:
+            payload, body = self._get_json(f"/api/v1/{collection.name}.json")
+            docs = payload if isinstance(payload, list) else []
+            yield Page(collection.name, "v1", docs, body, None)
+            return
+        field_ = collection.time_field
+        count = self.page_size
+        base: dict[str, str] = {}
+        if since is not None:
+            base[f"find[{field_}][$gte]"] = _time_param(collection, since)
+        upper_key, upper = (
+            (f"find[{field_}][$lte]", _time_param(collection, through))
+            if through is not None
+            else (f"find[{field_}][$lt]", _time_param(collection, until))
+            if until is not None
+            else (None, None)
+        )
+        seen_at_boundary: set[str] = set()
+        boundary: Any = None
+        while True:
+            params = dict(base, count=str(count))
+            if upper_key is not None and upper is not None:
+                params[upper_key] = upper
+            payload, body = self._get_json(f"/api/v1/{collection.name}.json", params)
+            docs = payload if isinstance(payload, list) else []
+            fresh = [d for d in docs if _doc_id(d) not in seen_at_boundary]
+            if docs and not fresh and len(docs) >= count:
+                count = self._grow(count, collection, boundary)
+                continue
+            oldest = docs[-1].get(field_) if docs else boundary
+            if fresh:
+                yield Page(collection.name, "v1", fresh, body, oldest)
+            if len(docs) < count:
+                return
+            if oldest != boundary:
+                seen_at_boundary = set()
+            boundary = oldest
+            seen_at_boundary.update(_doc_id(d) for d in docs if d.get(field_) == boundary)
+            upper_key, upper = f"find[{field_}][$lte]", str(boundary)
+
+    def _grow(self, size: int, collection: Collection, boundary: object) -> int:
+        if size >= self.page_size * MAX_PAGE_GROWTH:
+            raise PagingError(
+                f"Nightscout site {self.site.id!r}: more than {size} {collection.name} share the "
+                f"time {boundary!r}; cannot page past them without skipping records"
+            )
+        return size * 2
+
+
+def _doc_id(doc: dict[str, Any]) -> str:
+    return str(doc.get("identifier") or doc.get("_id") or json.dumps(doc, sort_keys=True))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
