@@ -116,14 +116,14 @@ def _pages_with_cursor(
         for page in client.v1_pages(collection, since=since, until=until):
             yield page, None
         return
-    if not collection.paged:  # profiles: a handful, always read whole
-        for page in client.v1_pages(collection):
-            yield page, {"api": "v1", "loaded_until": _ms(run_started)}
-        return
     if client.has_v3() and (cursor is None or cursor.get("api") == "v3"):
         after = int(cursor["srv_modified"]) if cursor else 0
         for page in client.history_pages(collection, after_srv_modified=after):
             yield page, {"api": "v3", "srv_modified": int(page.boundary or after)}
+        return
+    if not collection.paged:  # v1 profiles: a handful, always read whole
+        for page in client.v1_pages(collection):
+            yield page, {"api": "v1", "loaded_until": _ms(run_started)}
         return
     # v1: newest first, from now (or a pending run's boundary) down to the last cursor.
     loaded_until = int(cursor["loaded_until"]) if cursor and "loaded_until" in cursor else None

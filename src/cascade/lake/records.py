@@ -306,12 +306,15 @@ class ParsedBatch:
 
     def _reject(self, doc: Any, reason: str) -> dict[str, Any]:
         text = dumps(doc) if isinstance(doc, dict | list) else json.dumps(doc)
-        digest = hashlib.sha256(f"{self.site_id}\x1f{self.collection}\x1f{text}".encode()).hexdigest()
+        sid = source_id(doc) if isinstance(doc, dict) else None
+        # One reject per version of a record, however it was read (v1 and v3 render it differently).
+        identity = f"{sid}\x1f{doc.get('srvModified')}" if sid and isinstance(doc, dict) else text
+        digest = hashlib.sha256(f"{self.site_id}\x1f{self.collection}\x1f{identity}".encode()).hexdigest()
         return {
             "reject_id": digest[:32],
             "site_id": self.site_id,
             "collection": self.collection,
-            "source_id": source_id(doc) if isinstance(doc, dict) else None,
+            "source_id": sid,
             "reason": reason,
             "document": text,
         }

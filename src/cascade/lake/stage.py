@@ -31,7 +31,6 @@ class Stage:
 
     def __init__(self, uri: str) -> None:
         self.fs, self.root = pafs.FileSystem.from_uri(uri)
-        self._compressor = zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL)
 
     def _dir(self, site_id: str, collection: str, load_id: str | None = None) -> str:
         parts = [self.root, "nightscout", site_id, collection] + ([load_id] if load_id else [])
@@ -42,7 +41,8 @@ class Stage:
         self.fs.create_dir(directory, recursive=True)
         path = f"{directory}/{sequence:06d}-{api}.json.zst"
         with self.fs.open_output_stream(path) as out:
-            out.write(self._compressor.compress(body))
+            # A compressor per page: zstd contexts are not safe to share between fetch threads.
+            out.write(zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL).compress(body))
         return path
 
     def pages(self, site_id: str, collection: str) -> Iterator[StagedPage]:

@@ -151,6 +151,14 @@ def _existing(table: Table, site_id: str, rows: pa.Table) -> pa.Table:
     return found
 
 
+def _same_version(old_modified: Any, old_doc: str, new_modified: Any, new_doc: str) -> bool:
+    """v3 stamps every change with a new srvModified, so equal stamps mean the same version even
+    when v1 and v3 render it differently (v1 adds `_id`); without stamps, compare the documents."""
+    if old_modified is not None and new_modified is not None:
+        return bool(old_modified == new_modified)
+    return old_doc == new_doc
+
+
 def upsert(
     table: Table,
     site_id: str,
@@ -189,7 +197,7 @@ def upsert(
                 if old is None:
                     keep.append(True)
                     result.inserted += 1
-                elif old[2] == doc:
+                elif _same_version(old[1], old[2], modified, doc):
                     keep.append(False)
                     result.unchanged += 1
                 elif old[1] is not None and modified is not None and old[1] > modified:

@@ -39,6 +39,8 @@ from cascade.source.nightscout.collections import Collection
 Api = Literal["v1", "v3"]
 JWT_RENEW_MARGIN_SECONDS = 60.0
 MAX_PAGE_GROWTH = 8
+# Nightscout's API3 MIN_TIMESTAMP (2000-01-01): history refuses an older lastModified with a 400.
+HISTORY_START_MS = 946_684_800_000
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ class NightscoutClient:
     # ---- transport --------------------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=self.backoff_seconds, max=30.0, jitter=self.backoff_seconds)
+        backoff = wait_exponential_jitter(multiplier=self.backoff_seconds, max=30.0, jitter=self.backoff_seconds)
         delay = backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _TransientError) and exc.retry_after is not None:
@@ -292,7 +294,7 @@ class NightscoutClient:
     def history_pages(self, collection: Collection, *, after_srv_modified: int = 0) -> Iterator[Page]:
         """Every document created, changed or deleted with `srvModified >= after_srv_modified`."""
         limit = self.page_size
-        param = max(after_srv_modified - 1, 0)
+        param = max(after_srv_modified - 1, HISTORY_START_MS)
         seen_at_boundary: set[str] = set()
         boundary: int | None = None
         while True:
@@ -315,7 +317,7 @@ class NightscoutClient:
             seen_at_boundary.update(
                 _doc_id(d) for d in docs if int(d.get("srvModified") or 0) == boundary
             )
-            param = max((boundary or 0) - 1, 0)
+            param = max((boundary or 0) - 1, HISTORY_START_MS)
 
     def v1_pages(
         self,

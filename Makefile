@@ -1,0 +1,45 @@
+# Cascade: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything installs into .venv with uv (pinned by uv.lock); uv itself is bootstrapped with the
+# machine's Python into a cache outside the repo, so a fresh machine needs nothing else.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+CASCADE_CACHE ?= $(HOME)/.cache/cascade
+BOOTSTRAP := $(CASCADE_CACHE)/bootstrap-uv-$(UV_VERSION)
+UV := $(shell command -v uv 2>/dev/null || echo $(BOOTSTRAP)/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-unit lint demo bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BOOTSTRAP)/bin/uv:
+	$(PYTHON) -m venv $(BOOTSTRAP)
+	$(BOOTSTRAP)/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.installed: uv.lock pyproject.toml | $(if $(shell command -v uv 2>/dev/null),,$(BOOTSTRAP)/bin/uv)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.installed ## Create .venv and install Cascade with its pinned dependencies
+
+test: install ## Run every test (unit and integration: real HTTP, real Iceberg catalog)
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-unit: install ## Only the fast unit tests
+	$(UV) run --frozen pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy
+	$(UV) run --frozen ruff check src tests benchmarks
+	$(UV) run --frozen ruff format --check src tests benchmarks
+
+demo: install ## Fake Nightscout → ingest → transform → metrics, all on this machine
+	$(UV) run --frozen cascade demo
+
+bench: install ## Ingest benchmark (BENCH_ARGS="--subject-years 2")
+	$(UV) run --frozen python benchmarks/ingest.py $(BENCH_ARGS)
+
+clean: ## Remove the local lake (.cascade) and caches of this checkout
+	rm -rf .cascade .pytest_cache
