@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 from pyiceberg.catalog import Catalog
 
-from cascade.config import Settings
+from cascade.config import Settings, SiteConfig
 from cascade.exceptions import NightscoutAuthError, NightscoutUnavailableError
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
@@ -24,8 +24,8 @@ COLLECTIONS = ("entries", "treatments", "devicestatus", "profile")
 
 
 def _configure(settings: Settings, ns: FakeNightscout, **site_extra: str) -> Settings:
-    sites = [{"id": s, "url": ns.site_url(s), **site_extra} for s in ns.site_ids]
-    return settings.model_copy(update={"nightscout_sites": [settings.__class__.model_fields["nightscout_sites"].annotation.__args__[0](**s) for s in sites]})  # type: ignore[union-attr]
+    sites = [SiteConfig(id=s, url=ns.site_url(s), **site_extra) for s in ns.site_ids]
+    return settings.model_copy(update={"nightscout_sites": sites})
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from cascade.lake.schemas import raw_schema, rejects_schema
@@ -222,7 +223,7 @@ def _profile_fields(doc: dict[str, Any]) -> dict[str, Any]:
         "units": _text(doc.get("units") or active.get("units")),
         "timezone": _text(active.get("timezone")),
         "dia_hours": _nested_number(active, "dia"),
-        "store": json.dumps(store, separators=(",", ":")) if store else None,
+        "store": dumps(store) if store else None,
     }
 
 
@@ -249,8 +250,12 @@ def source_id(doc: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+def dumps(doc: Any) -> str:
+    """Compact JSON text of a document (orjson: this runs once per record, so speed matters)."""
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # integers beyond 64 bits and other oddities orjson refuses
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse(collection: str, doc: Any, *, now_ms: int) -> dict[str, Any]:
@@ -305,7 +310,7 @@ class ParsedBatch:
             self.rows.append(row)
 
     def _reject(self, doc: Any, reason: str) -> dict[str, Any]:
-        text = dumps(doc) if isinstance(doc, dict | list) else json.dumps(doc)
+        text = dumps(doc)
         sid = source_id(doc) if isinstance(doc, dict) else None
         # One reject per version of a record, however it was read (v1 and v3 render it differently).
         identity = f"{sid}\x1f{doc.get('srvModified')}" if sid and isinstance(doc, dict) else text

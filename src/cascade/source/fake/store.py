@@ -9,8 +9,10 @@ answer range queries with `bisect` instead of scanning a subject-year on every r
   `startDate` for profile): what v1 sorts and pages by;
 - by `srvModified`: what the v3 history feed pages by.
 
-Every document is serialised to JSON once, when it is inserted or edited, so that serving a
-1000-document page is a byte join rather than 1000 `json.dumps` calls.
+Each document is kept only as the JSON bytes it is served as (serialised once, on insert
+or edit), plus the few values the indexes and common filters need. Serving a 1000-document
+page is then a byte join, and a subject-year costs about half the memory of keeping dicts;
+a filter on any other field parses the candidates it has to look at.
 
 Server times follow Nightscout's `lib/server/srv-dates.js`: within a collection every
 `srvModified` is unique and later than every one handed out before it, so a history reader
@@ -23,20 +25,20 @@ would stamp it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
 import re
 import threading
 import time
-import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 COLLECTIONS: Final = ("entries", "treatments", "devicestatus", "profile", "food", "settings")
 """Every collection a Nightscout 15 instance serves through API v3."""
@@ -47,9 +49,20 @@ MIN_TIMESTAMP: Final = 946_684_800_000
 SERVER_FIELDS: Final = frozenset({"_id", "identifier", "srvCreated", "srvModified", "isValid"})
 """Fields the server owns; `edit` refuses to change them."""
 
-_IDENTIFIER_NAMESPACE: Final = uuid.UUID("6e696768-7473-636f-7574-526f636b7321")  # "nightscoutRocks!"
+INDEX_FIELDS: Final = {
+    "entries": ("date", False),
+    "treatments": ("created_at", True),
+    "devicestatus": ("created_at", True),
+    "food": ("created_at", True),
+    "settings": ("created_at", True),
+    "profile": ("startDate", True),
+}
+"""Per collection, the field the event-time index is keyed on, and whether that field is
+compared as a time (ISO strings) rather than as a plain number (entries' epoch-ms `date`)."""
+
 _HEX24 = re.compile(r"^[0-9a-fA-F]{24}$")
 _NUMBER = re.compile(r"^\s*-?\d+(\.\d+)?([eE][-+]?\d+)?\s*$")
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 Clock = Callable[[], int]
 """A source of server time in epoch milliseconds."""
@@ -68,7 +81,7 @@ def parse_iso_ms(value: str) -> int | None:
     """Epoch ms of an ISO 8601 (or RFC 2822) string, or None when it is not a time.
 
     A string without an offset is read as UTC, as a Nightscout server running in UTC would.
-    Cached because uploaders repeat the same strings and queries repeat the same bounds.
+    Cached because queries repeat the same bounds.
     """
     text = value.strip()
     if not text:
@@ -90,35 +103,54 @@ def parse_iso_ms(value: str) -> int | None:
 
 def is_number(value: object) -> bool:
     """True for JSON numbers (bool is not a number in JSON or BSON)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    return isinstance(value, int | float) and kind is not bool
 
 
 def time_value_ms(value: object) -> int | None:
     """Epoch ms of a stored time field: a number of ms, a numeric string, or an ISO string."""
+    if isinstance(value, str):
+        try:  # the common case, uncached: stored times are nearly all distinct
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            if _NUMBER.match(value):
+                number = float(value)
+                return int(number) if math.isfinite(number) else None
+            return parse_iso_ms(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
     if is_number(value):
         number = float(value)  # type: ignore[arg-type]
         return int(number) if math.isfinite(number) else None
-    if isinstance(value, str):
-        if _NUMBER.match(value):
-            number = float(value)
-            return int(number) if math.isfinite(number) else None
-        return parse_iso_ms(value)
     return None
 
 
-def event_time_ms(collection: str, doc: Mapping[str, Any]) -> int | None:
-    """When the event a document records happened, by that collection's time field.
+def _event_time(collection: str, doc: Mapping[str, Any]) -> tuple[int | None, bool]:
+    """When the event happened, and whether that value *is* the indexed field's value.
 
-    None means the document has no usable time; the store still keeps and serves it.
+    The second item tells filters on the indexed field (entries' numeric `date`, others'
+    parseable `created_at`/`startDate`) that they can compare the index key instead of
+    parsing the document. None means no usable time: the document is still kept and served.
     """
-    if collection == "entries":
-        date = doc.get("date")
-        if is_number(date):
-            return time_value_ms(date)
-        return time_value_ms(date) or time_value_ms(doc.get("dateString"))
-    if collection == "profile":
-        return time_value_ms(doc.get("startDate")) or time_value_ms(doc.get("created_at"))
-    return time_value_ms(doc.get("created_at")) or time_value_ms(doc.get("date"))
+    index_field, as_time = INDEX_FIELDS.get(collection, ("created_at", True))
+    value: Any = doc.get(index_field)
+    if not as_time:
+        if is_number(value) and math.isfinite(value) and float(value).is_integer():
+            return int(value), True
+        return time_value_ms(value) or time_value_ms(doc.get("dateString")), False
+    parsed = time_value_ms(value)
+    if parsed is not None:
+        return parsed, True
+    fallback = "created_at" if index_field == "startDate" else "date"
+    return time_value_ms(doc.get(fallback)), False
+
+
+def event_time_ms(collection: str, doc: Mapping[str, Any]) -> int | None:
+    """When the event a document records happened, by that collection's time field."""
+    return _event_time(collection, doc)[0]
 
 
 def http_date(ms: int) -> str:
@@ -143,12 +175,10 @@ def _finite(value: Any) -> Any:
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON, never emitting NaN (a real server never does)."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError:
+        return _ENCODER.encode(value).encode()
+    except (TypeError, ValueError):
         text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, default=str)
-    except TypeError:
-        text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, default=str)
-    return text.encode("utf-8")
+        return text.encode()
 
 
 # --------------------------------------------------------------------------- records
@@ -156,36 +186,46 @@ def dumps(value: Any) -> bytes:
 
 @dataclass(slots=True, eq=False)
 class StoredDoc:
-    """One stored document with its pre-serialised JSON and its index keys.
+    """One stored document: its served JSON and the values indexes and filters need.
 
-    `body` is the API v3 form (no `_id`, as v3's `normalizeDoc` drops it); the v1 form is
-    `v1_json()`, the same bytes with `_id` put first, as MongoDB returns it.
+    `body` is the API v3 form (no `_id`: v3's `normalizeDoc` drops it); `v1_json()` is the
+    same bytes with MongoDB's `_id` first, as API v1 returns it. `doc` parses `body`.
     """
 
     seq: int
     oid: str
     identifier: str
-    doc: dict[str, Any]
     body: bytes
-    event_ms: int
+    event_ms: int  # 0 when the document has no usable time
+    key_exact: bool  # event_ms equals the indexed field's (numeric or parsed) value
     srv_modified: int
+    is_valid: bool
 
     @property
-    def is_valid(self) -> bool:
-        """False once soft-deleted (v3 DELETE or AAPS marking `isValid: false`)."""
-        return self.doc.get("isValid") is not False
+    def doc(self) -> dict[str, Any]:
+        """A fresh dict of the document as v3 serves it (without `_id`)."""
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+    def full_doc(self) -> dict[str, Any]:
+        """A fresh dict of the document as stored and served by v1 (with `_id` first)."""
+        return {"_id": self.oid, **self.doc}
 
     def v1_json(self) -> bytes:
         """The document as API v1 returns it: with MongoDB's `_id` first."""
         return b'{"_id":"' + self.oid.encode() + b'",' + self.body[1:]
 
-    def v3_doc(self) -> dict[str, Any]:
-        """A copy of the document as API v3 returns it (without `_id`)."""
-        return {key: value for key, value in self.doc.items() if key != "_id"}
 
-
-def _serialise(doc: Mapping[str, Any]) -> bytes:
-    return dumps({key: value for key, value in doc.items() if key != "_id"})
+def v1_array(records: Sequence[StoredDoc]) -> bytes:
+    """A JSON array of documents in v1 form, joined without copying each body twice."""
+    parts: list[bytes | memoryview] = [b"["]
+    for position, stored in enumerate(records):
+        parts.append(b'{"_id":"' if position == 0 else b',{"_id":"')
+        parts.append(stored.oid.encode())
+        parts.append(b'",')
+        parts.append(memoryview(stored.body)[1:])
+    parts.append(b"]")
+    return b"".join(parts)
 
 
 @dataclass
@@ -238,14 +278,250 @@ class _Collection:
         del self.mod_docs[position]
 
 
+# --------------------------------------------------------------------------- queries
+
+_MISSING: Final = object()
+_UNPARSEABLE: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Predicate:
+    """One MongoDB-style condition on a (possibly dotted) field.
+
+    Operators: eq ne gt gte lt lte in nin re exists. `as_time` compares the document's
+    value parsed as a time (epoch ms) with a numeric `value`; otherwise values compare as
+    MongoDB does: numbers with numbers, strings with strings, and values of different
+    types are never ordered (so `$gt` is false and `$ne` is true).
+    """
+
+    path: str
+    op: str
+    value: Any
+    as_time: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A search: conditions (all must hold), order, paging.
+
+    `sort_field=None` is API v3's default order (by `identifier`). `only_valid` hides
+    soft-deleted documents, as v3 search does; history passes False.
+    """
+
+    predicates: tuple[Predicate, ...] = ()
+    sort_field: str | None = None
+    descending: bool = False
+    skip: int = 0
+    limit: int | None = None
+    only_valid: bool = True
+
+
+def lookup(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, or `_MISSING` (MongoDB dotted-field semantics, no arrays)."""
+    if "." not in path:
+        return doc.get(path, _MISSING)
+    current: Any = doc
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return _MISSING
+    return current
+
+
+def _compare(left: Any, right: Any) -> int | None:
+    """-1/0/1, or None when MongoDB would not compare the two (different BSON types)."""
+    if (
+        (is_number(left) and is_number(right))
+        or (isinstance(left, str) and isinstance(right, str))
+        or (isinstance(left, bool) and isinstance(right, bool))
+    ):
+        return int(left > right) - int(left < right)
+    if left is None and right is None:
+        return 0
+    if isinstance(left, dict | list) and type(left) is type(right):
+        return 0 if left == right else None
+    return None
+
+
+def _equals(value: Any, wanted: Any) -> bool:
+    if isinstance(value, list) and not isinstance(wanted, list):
+        return any(_compare(item, wanted) == 0 for item in value)
+    return _compare(value, wanted) == 0
+
+
+def _ordered(value: Any, wanted: Any, op: str) -> bool:
+    if isinstance(value, list):
+        return any(_ordered(item, wanted, op) for item in value)
+    order = _compare(value, wanted)
+    if order is None:
+        return False
+    if op == "gt":
+        return order > 0
+    if op == "gte":
+        return order >= 0
+    if op == "lt":
+        return order < 0
+    return order <= 0
+
+
+def match_value(value: Any, op: str, wanted: Any) -> bool:
+    """Whether an already looked-up value (maybe `_MISSING`) satisfies `op wanted`."""
+    if op == "exists":
+        return (value is not _MISSING) == bool(wanted)
+    if op == "eq":
+        return wanted is None if value is _MISSING else _equals(value, wanted)
+    if op == "ne":
+        return wanted is not None if value is _MISSING else not _equals(value, wanted)
+    if op in ("in", "nin"):
+        found = any(
+            (value is _MISSING and item is None) or (value is not _MISSING and _equals(value, item))
+            for item in wanted
+        )
+        return found if op == "in" else not found
+    if value is _MISSING or value is _UNPARSEABLE:
+        return False
+    if op == "re":
+        if isinstance(value, list):
+            return any(isinstance(item, str) and wanted.search(item) for item in value)
+        return isinstance(value, str) and wanted.search(value) is not None
+    return _ordered(value, wanted, op)
+
+
+def matches(doc: Mapping[str, Any], predicate: Predicate) -> bool:
+    """Whether a document satisfies one condition."""
+    value = lookup(doc, predicate.path)
+    if predicate.as_time and value is not _MISSING:
+        parsed = time_value_ms(value)
+        value = _UNPARSEABLE if parsed is None else parsed
+    return match_value(value, predicate.op, predicate.value)
+
+
+_BSON_RANK: Final = {type(None): 1, int: 2, float: 2, str: 3, dict: 4, list: 5, bool: 8}
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """MongoDB's cross-type sort order (missing/null < numbers < strings < objects ...)."""
+    if value is _MISSING:
+        return (0, 0)
+    rank = _BSON_RANK.get(type(value), 9)
+    if rank in (2, 3, 8):
+        return (rank, value)
+    if rank == 1:
+        return (rank, 0)
+    return (rank, json.dumps(value, sort_keys=True, default=str))
+
+
+def _bounds(
+    predicates: Sequence[Predicate], field_name: str, as_time: bool
+) -> tuple[int | None, int | None]:
+    """Inclusive integer index bounds implied by range conditions on an indexed field.
+
+    Keys are integers, so `> 1.5` is `>= 2` and `< 7` is `<= 6`: a record whose key is
+    its field's value (`key_exact`) and lies within the bounds satisfies these conditions.
+    """
+    low: int | None = None
+    high: int | None = None
+    for predicate in predicates:
+        if predicate.path != field_name or predicate.as_time != as_time:
+            continue
+        value = predicate.value
+        if not is_number(value) or not math.isfinite(value):
+            continue
+        op = predicate.op
+        if op in ("gt", "gte", "eq"):
+            bound = math.floor(value) + 1 if op == "gt" else math.ceil(value)
+            low = bound if low is None else max(low, bound)
+        if op in ("lt", "lte", "eq"):
+            bound = math.ceil(value) - 1 if op == "lt" else math.floor(value)
+            high = bound if high is None else min(high, bound)
+    return low, high
+
+
+def _covered(predicate: Predicate) -> bool:
+    """Whether index bounds enforce this condition exactly (for records with exact keys)."""
+    return predicate.op in ("gt", "gte", "lt", "lte", "eq") and is_number(predicate.value)
+
+
+class _Filter:
+    """Checks a query's conditions against stored records, parsing a document only when a
+    condition names a field the record does not carry (server fields and the index key).
+
+    `walked` names the index the candidates come from (bisected by `_bounds`): its range
+    conditions already hold for records whose key is exact and are not checked again.
+    """
+
+    def __init__(
+        self, collection: str, predicates: Sequence[Predicate], walked: str | None = None
+    ) -> None:
+        index_field, index_as_time = INDEX_FIELDS[collection]
+        self.cheap: list[tuple[str, Predicate]] = []
+        self.indexed: list[Predicate] = []
+        self.parsed: list[Predicate] = []
+        self.valid_only = False
+        for predicate in predicates:
+            path = predicate.path
+            if path == "srvModified" and walked == "srvModified" and _covered(predicate):
+                continue  # the srvModified index key is always exact
+            if path == "isValid" and predicate.op == "ne" and predicate.value is False:
+                self.valid_only = True
+                continue
+            server_field = path in ("srvModified", "identifier", "_id") and not predicate.as_time
+            validity = path == "isValid" and predicate.op in ("eq", "ne", "in", "nin", "exists")
+            if server_field or validity:
+                self.cheap.append((path, predicate))
+            elif (
+                path == index_field
+                and predicate.as_time == index_as_time
+                and is_number(predicate.value)
+            ):
+                self.indexed.append(predicate)
+            else:
+                self.parsed.append(predicate)
+        self.indexed_covered = walked == index_field and all(_covered(p) for p in self.indexed)
+
+    def __call__(self, stored: StoredDoc) -> bool:
+        if self.valid_only and not stored.is_valid:
+            return False
+        for path, predicate in self.cheap:
+            if path == "srvModified":
+                value: Any = stored.srv_modified
+            elif path == "identifier":
+                value = stored.identifier
+            elif path == "_id":
+                value = stored.oid
+            else:
+                value = stored.is_valid
+            if not match_value(value, predicate.op, predicate.value):
+                return False
+        doc: dict[str, Any] | None = None
+        if self.indexed and not (self.indexed_covered and stored.key_exact):
+            for predicate in self.indexed:
+                if stored.key_exact:
+                    if not match_value(stored.event_ms, predicate.op, predicate.value):
+                        return False
+                    continue
+                if doc is None:
+                    doc = stored.doc
+                if not matches(doc, predicate):
+                    return False
+        if self.parsed:
+            if doc is None:
+                doc = stored.doc
+            return all(matches(doc, predicate) for predicate in self.parsed)
+        return True
+
+
 # --------------------------------------------------------------------------- the store
 
 
 class SiteStore:
     """All documents of one Nightscout site, with Nightscout's server-side bookkeeping.
 
-    Thread-safe: the HTTP server reads while tests or admin endpoints write. Reads that
-    walk an index must hold `lock` (see `cascade.source.fake.server`).
+    Thread-safe: the HTTP server reads while tests or admin endpoints write; every method
+    takes `lock` (an RLock), and `select` holds it while it walks an index.
     """
 
     def __init__(
@@ -265,7 +541,9 @@ class SiteStore:
         self._last_now = 0
         self._seq = 0
         self._delay_min, self._delay_max = upload_delay_ms
-        self._collections: dict[str, _Collection] = {name: _Collection(name) for name in COLLECTIONS}
+        self._collections: dict[str, _Collection] = {
+            name: _Collection(name) for name in COLLECTIONS
+        }
 
     # ---------------------------------------------------------------- time
 
@@ -285,11 +563,18 @@ class SiteStore:
         span = max(1, self._delay_max - self._delay_min)
         return self._delay_min + (seq * 2_654_435_761) % span
 
-    # ---------------------------------------------------------------- access
+    def _ids(self, collection: str, seq: int) -> tuple[str, str]:
+        """Deterministic `_id` (24 hex, like an ObjectId) and UUID-shaped `identifier`."""
+        digest = hashlib.blake2b(
+            f"{self.site_id}/{collection}/{seq}".encode(), digest_size=28
+        ).hexdigest()
+        variant = "89ab"[int(digest[16], 16) % 4]
+        identifier = (
+            f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-{variant}{digest[17:20]}-{digest[20:32]}"
+        )
+        return digest[32:56], identifier
 
-    def collection(self, name: str) -> _Collection:
-        """The collection by name; KeyError for anything Nightscout does not serve."""
-        return self._collections[name]
+    # ---------------------------------------------------------------- access
 
     def count(self, collection: str, *, include_deleted: bool = False) -> int:
         """How many documents a collection holds (valid ones unless asked otherwise)."""
@@ -299,25 +584,22 @@ class SiteStore:
                 return len(docs)
             return sum(1 for stored in docs if stored.is_valid)
 
-    def get(self, collection: str, identifier: str) -> dict[str, Any] | None:
-        """A copy of one stored document (with `_id`), by `identifier` or `_id`."""
-        with self.lock:
-            stored = self.find_one(collection, identifier)
-            return dict(stored.doc) if stored else None
-
     def find_one(self, collection: str, identifier: str) -> StoredDoc | None:
         """The stored record by `identifier`, falling back to `_id` as v3's `filterForOne`."""
         col = self._collections[collection]
-        return col.by_identifier.get(identifier) or col.by_oid.get(identifier)
+        with self.lock:
+            return col.by_identifier.get(identifier) or col.by_oid.get(identifier)
+
+    def get(self, collection: str, identifier: str) -> dict[str, Any] | None:
+        """One stored document (with `_id`), by `identifier` or `_id`."""
+        stored = self.find_one(collection, identifier)
+        return stored.full_doc() if stored else None
 
     def documents(self, collection: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
-        """Copies of every document, oldest event first (for tests and debugging)."""
+        """Every document (with `_id`), oldest event first: for tests and debugging."""
         with self.lock:
-            return [
-                dict(stored.doc)
-                for stored in self._collections[collection].time_docs
-                if include_deleted or stored.is_valid
-            ]
+            records = list(self._collections[collection].time_docs)
+        return [stored.full_doc() for stored in records if include_deleted or stored.is_valid]
 
     def last_modified(self) -> dict[str, int]:
         """Greatest `srvModified` per non-empty collection (deleted documents count)."""
@@ -328,148 +610,169 @@ class SiteStore:
                 if col.by_identifier
             }
 
-    def identifier_order(self, collection: str) -> list[StoredDoc]:
-        """Documents sorted by identifier: v3 search's order when no sort is asked for."""
-        col = self._collections[collection]
+    def _identifier_order(self, col: _Collection) -> list[StoredDoc]:
         if col.identifier_order is None:
-            col.identifier_order = sorted(
-                col.by_identifier.values(), key=lambda stored: stored.identifier
-            )
+            col.identifier_order = sorted(col.by_identifier.values(), key=lambda s: s.identifier)
         return col.identifier_order
 
-    def iter_time(
-        self, collection: str, low: int | None, high: int | None, *, descending: bool
+    def _iter_range(
+        self,
+        keys: list[int],
+        docs: list[StoredDoc],
+        low: int | None,
+        high: int | None,
+        descending: bool,
     ) -> Iterator[StoredDoc]:
-        """Documents with low <= event_ms <= high in event order (caller holds `lock`)."""
-        col = self._collections[collection]
-        start = 0 if low is None else bisect_left(col.time_keys, low)
-        stop = len(col.time_keys) if high is None else bisect_right(col.time_keys, high)
-        docs = col.time_docs
-        if descending:
-            for position in range(stop - 1, start - 1, -1):
-                yield docs[position]
-        else:
-            for position in range(start, stop):
-                yield docs[position]
+        start = 0 if low is None else bisect_left(keys, low)
+        stop = len(keys) if high is None else bisect_right(keys, high)
+        positions = range(stop - 1, start - 1, -1) if descending else range(start, stop)
+        for position in positions:
+            yield docs[position]
 
-    def iter_modified(
-        self, collection: str, low: int | None, high: int | None, *, descending: bool = False
-    ) -> Iterator[StoredDoc]:
-        """Documents with low <= srvModified <= high in srvModified order (caller holds `lock`)."""
+    # ---------------------------------------------------------------- queries
+
+    def select(self, collection: str, query: Query) -> list[StoredDoc]:
+        """Run a query, walking an index when the order allows it.
+
+        Fast paths: order by the collection's event-time field (v1, and v3 `sort=date` on
+        entries / `sort=created_at` elsewhere), by `srvModified` (history), or by
+        `identifier` (v3's default); each starts at a bisected bound and stops once
+        `skip + limit` documents matched. Any other order filters and sorts everything.
+        """
+        index_field, index_as_time = INDEX_FIELDS[collection]
         col = self._collections[collection]
-        start = 0 if low is None else bisect_left(col.mod_keys, low)
-        stop = len(col.mod_keys) if high is None else bisect_right(col.mod_keys, high)
-        docs = col.mod_docs
-        if descending:
-            for position in range(stop - 1, start - 1, -1):
-                yield docs[position]
-        else:
-            for position in range(start, stop):
-                yield docs[position]
+        with self.lock:
+            candidates: Iterable[StoredDoc]
+            walked = query.sort_field
+            if query.sort_field == index_field:
+                low, high = _bounds(query.predicates, index_field, index_as_time)
+                candidates = self._iter_range(
+                    col.time_keys, col.time_docs, low, high, query.descending
+                )
+            elif query.sort_field == "srvModified":
+                low, high = _bounds(query.predicates, "srvModified", False)
+                candidates = self._iter_range(
+                    col.mod_keys, col.mod_docs, low, high, query.descending
+                )
+            elif query.sort_field in (None, "identifier"):
+                ordered = self._identifier_order(col)
+                candidates = reversed(ordered) if query.descending else ordered
+                walked = None
+            else:
+                return self._select_sorted(collection, col, query)
+            return _take(candidates, _Filter(collection, query.predicates, walked), query)
+
+    def _select_sorted(self, collection: str, col: _Collection, query: Query) -> list[StoredDoc]:
+        field_name = query.sort_field or "identifier"
+        check = _Filter(collection, query.predicates)
+        keyed = [
+            (sort_key(lookup(stored.doc, field_name)), stored.seq, stored)
+            for stored in self._identifier_order(col)
+            if (stored.is_valid or not query.only_valid) and check(stored)
+        ]
+        keyed.sort(key=lambda item: (item[0], item[1]), reverse=query.descending)
+        end = None if query.limit is None else query.skip + query.limit
+        return [stored for _, _, stored in keyed[query.skip : end]]
 
     # ---------------------------------------------------------------- writes
 
     def insert(self, collection: str, docs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Store documents as a Nightscout server would on upload; return them as stored.
 
-        Adds `_id` (24 hex), `identifier` (UUID; an uploader's own is kept), `srvCreated`,
-        `srvModified` and `isValid: true`. A document whose `identifier` is already stored
-        replaces it (Nightscout's upsert by identifier): same `_id` and `srvCreated`, new
-        `srvModified`.
+        Adds `_id` (24 hex), `identifier` (UUID-shaped; an uploader's own is kept),
+        `srvCreated`, `srvModified` and `isValid: true`. A document whose `identifier` is
+        already stored replaces it (Nightscout's upsert by identifier): same `_id` and
+        `srvCreated`, new `srvModified`.
         """
         col = self._collections[collection]
         with self.lock:
             now = self.now_ms()
-            prepared: list[tuple[int, int, dict[str, Any], int | None]] = []
+            prepared: list[tuple[int, int, dict[str, Any], int | None, bool]] = []
             for raw in docs:
                 doc = dict(raw)
                 self._seq += 1
                 seq = self._seq
-                event = event_time_ms(collection, doc)
+                event, exact = _event_time(collection, doc)
                 if event is None or event < MIN_TIMESTAMP:
                     candidate = now  # broken or missing clock: stamped when it arrives
                 else:
                     candidate = min(event + self._upload_delay_ms(seq), now)
-                prepared.append((candidate, seq, doc, event))
+                prepared.append((candidate, seq, doc, event, exact))
             prepared.sort(key=lambda item: (item[0], item[1]))
 
-            new_docs: list[StoredDoc] = []
+            new_records: list[StoredDoc] = []
             stored_out: list[dict[str, Any]] = []
-            for candidate, seq, doc, event in prepared:
+            for candidate, seq, doc, event, exact in prepared:
                 srv = max(candidate, col.last_modified + 1)
-                stored = self._store_one(col, seq, doc, event, srv)
-                if stored is not None:
-                    new_docs.append(stored)
-                    stored_out.append(stored.doc)
-                else:
-                    stored_out.append(col.by_identifier[str(doc["identifier"])].doc)
-            col.add_to_time_index(new_docs)
-            if new_docs:
+                stored_out.append(self._store_one(col, seq, doc, event, exact, srv, new_records))
+            col.add_to_time_index(new_records)
+            if new_records:
                 col.identifier_order = None
-            return [dict(doc) for doc in stored_out]
+            return stored_out
 
     def _store_one(
-        self, col: _Collection, seq: int, doc: dict[str, Any], event: int | None, srv: int
-    ) -> StoredDoc | None:
-        """Add one prepared document; None when it replaced an existing one in place."""
+        self,
+        col: _Collection,
+        seq: int,
+        doc: dict[str, Any],
+        event: int | None,
+        exact: bool,
+        srv: int,
+        new_records: list[StoredDoc],
+    ) -> dict[str, Any]:
+        """Store one prepared document (or replace the one with its identifier)."""
         raw_id = doc.pop("_id", None)
         identifier = doc.get("identifier")
-        if isinstance(raw_id, str) and not _HEX24.match(raw_id) and not identifier:
-            identifier = raw_id  # Loop/Trio send a UUID as _id; the server keeps it as identifier
-        if identifier is not None and str(identifier) in col.by_identifier:
-            existing = col.by_identifier[str(identifier)]
-            self._replace(col, existing, doc, srv)
-            return None
-        oid = raw_id if isinstance(raw_id, str) and _HEX24.match(raw_id) else None
-        if oid is None or oid in col.by_oid:
-            oid = hashlib.sha1(f"{self.site_id}/{col.name}/{seq}".encode()).hexdigest()[:24]
-        if identifier is None:
-            identifier = str(uuid.uuid5(_IDENTIFIER_NAMESPACE, f"{self.site_id}/{col.name}/{seq}"))
-        stored_doc: dict[str, Any] = {"_id": oid}
-        stored_doc.update(doc)
-        stored_doc["identifier"] = str(identifier)
-        stored_doc["srvCreated"] = srv
-        stored_doc["srvModified"] = srv
-        stored_doc["isValid"] = True
+        if isinstance(raw_id, str) and raw_id and not _HEX24.match(raw_id) and not identifier:
+            identifier = raw_id  # Loop/Trio send a UUID as _id; Nightscout keeps it as identifier
+        existing = col.by_identifier.get(str(identifier)) if identifier is not None else None
+        if existing is not None:
+            doc["identifier"] = existing.identifier
+            doc["srvCreated"] = json.loads(existing.body).get("srvCreated", srv)
+            doc["isValid"] = True
+            self._commit(col, existing, doc, srv)
+            return existing.full_doc()
+        oid, made_identifier = self._ids(col.name, seq)
+        if isinstance(raw_id, str) and _HEX24.match(raw_id) and raw_id not in col.by_oid:
+            oid = raw_id.lower()
+        identifier = made_identifier if identifier is None else str(identifier)
+        doc["identifier"] = identifier
+        doc["srvCreated"] = srv
+        doc["srvModified"] = srv
+        doc["isValid"] = True
         stored = StoredDoc(
             seq=seq,
             oid=oid,
-            identifier=str(identifier),
-            doc=stored_doc,
-            body=_serialise(stored_doc),
+            identifier=identifier,
+            body=dumps(doc),
             event_ms=event if event is not None else 0,
+            key_exact=exact,
             srv_modified=srv,
+            is_valid=True,
         )
-        col.by_identifier[stored.identifier] = stored
+        col.by_identifier[identifier] = stored
         col.by_oid[oid] = stored
         col.append_to_mod_index(stored)
-        return stored
-
-    def _replace(
-        self, col: _Collection, stored: StoredDoc, doc: dict[str, Any], srv: int
-    ) -> None:
-        new_doc: dict[str, Any] = {"_id": stored.oid}
-        new_doc.update(doc)
-        new_doc["identifier"] = stored.identifier
-        new_doc["srvCreated"] = stored.doc.get("srvCreated", srv)
-        new_doc["isValid"] = True
-        self._commit(col, stored, new_doc, srv)
+        new_records.append(stored)
+        return {"_id": oid, **doc}
 
     def _commit(
         self, col: _Collection, stored: StoredDoc, new_doc: dict[str, Any], srv: int
     ) -> None:
         """Swap in a changed document: new srvModified, re-serialised, re-indexed."""
+        new_doc.pop("_id", None)
         new_doc["srvModified"] = srv
-        event = event_time_ms(col.name, new_doc)
+        event, exact = _event_time(col.name, new_doc)
         new_event = event if event is not None else 0
         if new_event != stored.event_ms:
             col.remove_from_time_index(stored)
             stored.event_ms = new_event
             col.add_to_time_index([stored])
         col.remove_from_mod_index(stored)
-        stored.doc = new_doc
-        stored.body = _serialise(new_doc)
+        stored.body = dumps(new_doc)
+        stored.key_exact = exact
         stored.srv_modified = srv
+        stored.is_valid = new_doc.get("isValid") is not False
         col.append_to_mod_index(stored)
 
     def edit(
@@ -485,6 +788,7 @@ class SiteStore:
         Bumps `srvModified` to a new, strictly greater server time so that v3 history
         reports the edit; v1 readers only see it if they read the document again.
         """
+        unset = list(unset)
         forbidden = (set(changes) | set(unset)) & SERVER_FIELDS
         if forbidden:
             raise ValueError(f"server-owned fields cannot be edited: {sorted(forbidden)}")
@@ -493,12 +797,12 @@ class SiteStore:
             stored = self.find_one(collection, identifier)
             if stored is None:
                 raise KeyError(f"{collection}/{identifier} not found")
-            new_doc = dict(stored.doc)
+            new_doc = stored.doc
             new_doc.update(changes)
             for name in unset:
                 new_doc.pop(name, None)
             self._commit(col, stored, new_doc, self._next_srv_time(col))
-            return dict(stored.doc)
+            return stored.full_doc()
 
     def delete(
         self, collection: str, identifier: str, *, permanent: bool = False
@@ -507,7 +811,7 @@ class SiteStore:
 
         Soft (default): `isValid: false` and a new `srvModified`, so v3 history reports the
         deletion while v1 and v3 search stop returning it. `permanent=True` removes it
-        outright (v1 DELETE, or `?permanent=true`): no reader can learn about it.
+        outright (v1 DELETE, or v3 `?permanent=true`): no reader can learn about it.
         """
         col = self._collections[collection]
         with self.lock:
@@ -521,16 +825,43 @@ class SiteStore:
                 del col.by_oid[stored.oid]
                 col.identifier_order = None
                 return None
-            new_doc = dict(stored.doc)
+            new_doc = stored.doc
             new_doc["isValid"] = False
             self._commit(col, stored, new_doc, self._next_srv_time(col))
-            return dict(stored.doc)
+            return stored.full_doc()
 
     def load(self, documents: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Insert a generator's output ({collection: [docs]}), collection by collection."""
-        for collection, docs in documents.items():
-            if collection in self._collections:
-                self.insert(collection, docs)
+        """Insert a generator's output ({collection: [docs]}), collection by collection.
+
+        The cyclic garbage collector is paused meanwhile: a subject-year allocates ~1M
+        objects that are all kept, and repeated collections would only re-scan them.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for collection, docs in documents.items():
+                if collection in self._collections:
+                    self.insert(collection, docs)
+        finally:
+            if was_enabled:
+                gc.enable()
 
 
-DeleteMode = Literal["soft", "permanent"]
+def _take(candidates: Iterable[StoredDoc], check: _Filter, query: Query) -> list[StoredDoc]:
+    """Filter candidates in order, skipping and limiting without reading past the page."""
+    only_valid = query.only_valid
+    skip = query.skip
+    limit = query.limit
+    found: list[StoredDoc] = []
+    for stored in candidates:
+        if only_valid and not stored.is_valid:
+            continue
+        if not check(stored):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        found.append(stored)
+        if limit is not None and len(found) >= limit:
+            break
+    return found

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+import orjson
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -41,6 +44,24 @@ JWT_RENEW_MARGIN_SECONDS = 60.0
 MAX_PAGE_GROWTH = 8
 # Nightscout's API3 MIN_TIMESTAMP (2000-01-01): history refuses an older lastModified with a 400.
 HISTORY_START_MS = 946_684_800_000
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+_TOKEN_IN_PATH = re.compile(r"(/api/v2/authorization/request/)[^\s\"'?]+")
+
+
+class _RedactTokenPaths(logging.Filter):
+    """httpx logs every request URL; the token exchange carries the access token in its path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/authorization/request/" in message:
+            record.msg, record.args = _TOKEN_IN_PATH.sub(r"\1<redacted>", message), None
+        return True
+
+
+for _logger in ("httpx", "httpcore"):
+    logging.getLogger(_logger).addFilter(_RedactTokenPaths())
 
 
 @dataclass(frozen=True)
@@ -236,9 +257,12 @@ class NightscoutClient:
 
     def _decode(self, response: httpx.Response, label: str) -> Any:
         try:
-            return json.loads(response.content)
-        except ValueError:
-            raise _TransientError(f"{label} answered with malformed JSON") from None
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            try:  # orjson refuses integers beyond 64 bits, which the json module reads
+                return json.loads(response.content)
+            except ValueError:
+                raise _TransientError(f"{label} answered with malformed JSON") from None
 
     def _get_json(self, path: str, params: dict[str, str] | None = None) -> tuple[Any, bytes]:
         """GET a JSON document with auth, retrying transient failures and renewing an expired JWT."""
@@ -335,9 +359,9 @@ class NightscoutClient:
             return
         field_ = collection.time_field
         count = self.page_size
-        base: dict[str, str] = {}
-        if since is not None:
-            base[f"find[{field_}][$gte]"] = _time_param(collection, since)
+        # Always bound below: without a condition on its time field, v1 only looks at the last
+        # few days (Nightscout's default find), which would silently drop older history.
+        base = {f"find[{field_}][$gte]": _time_param(collection, since or EARLIEST_EVENT)}
         upper_key, upper = (
             (f"find[{field_}][$lte]", _time_param(collection, through))
             if through is not None

@@ -1,0 +1,3 @@
+from cascade.cli.app import main
+
+main()

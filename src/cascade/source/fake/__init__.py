@@ -1,0 +1,12 @@
+"""A faithful fake Nightscout (API v1, v2 auth, v3) over real HTTP, for tests, demo and benchmarks.
+
+`SiteStore` holds one site's documents with Nightscout's server-side fields; `FakeNightscout`
+serves several stores, each under `http://HOST:PORT/<site_id>`, and can inject faults.
+"""
+
+from __future__ import annotations
+
+from cascade.source.fake.server import FAULT_KINDS, FakeNightscout, RequestRecord, serve
+from cascade.source.fake.store import COLLECTIONS, SiteStore
+
+__all__ = ["COLLECTIONS", "FAULT_KINDS", "FakeNightscout", "RequestRecord", "SiteStore", "serve"]
