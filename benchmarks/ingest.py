@@ -2,7 +2,10 @@
 
 Prints rows/s per collection and the ratio of the whole ingest to a bare download of the same
 pages (the same URLs fetched again with one keep-alive HTTP client, bodies read, nothing parsed).
-Target: ingest costs at most 1.5x the bare download.
+Target: ingest costs at most 1.5x the bare download. The fake serves pre-serialised JSON from
+memory over loopback (~370k docs/s), far faster than any real Nightscout, so also run it with
+`--server-latency-ms 250` (a quick hosted instance answering a 1000-document page) to see how
+much of the processing hides behind the download.
 
     uv run python benchmarks/ingest.py --subject-years 2 [--interval-minutes 5] [--subjects 2]
 """
@@ -31,6 +34,10 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=0, help="default: one per subject-year (at least 1)")
     parser.add_argument("--interval-minutes", type=int, default=5, choices=(1, 5))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--server-latency-ms", type=float, default=0.0,
+        help="answer every request this much later, like a hosted Nightscout (0: loopback speed)",
+    )
     args = parser.parse_args()
 
     subjects = args.subjects or max(1, round(args.subject_years))
@@ -39,6 +46,8 @@ def main() -> None:
     started = time.perf_counter()
     server = FakeNightscout.synthetic(subjects=subjects, days=days, interval_minutes=args.interval_minutes, seed=args.seed)
     print(f"  generated in {time.perf_counter() - started:.1f}s", flush=True)
+    if args.server_latency_ms:
+        server.set_random_faults(1.0, ["slow"], delay_seconds=args.server_latency_ms / 1000)
     with server.start() as ns, tempfile.TemporaryDirectory() as home:
         settings = load_settings(
             cascade_home=Path(home),

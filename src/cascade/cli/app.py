@@ -76,6 +76,12 @@ def ingest(
     from cascade.lake.ingest import ingest as run_ingest
 
     names = tuple(c.strip() for c in collections.split(",") if c.strip())
+    unknown = [n for n in names if n not in RAW_COLLECTIONS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown collection {', '.join(unknown)}; choose from {', '.join(RAW_COLLECTIONS)}",
+            param_hint="--collections",
+        )
     try:
         settings = get_settings()
         with Progress(
