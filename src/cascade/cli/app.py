@@ -8,6 +8,7 @@ import json
 import sys
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -162,6 +163,132 @@ def query(
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=None),
+        TextColumn("{task.completed:,} docs"), TimeElapsedColumn(), console=errors,
+    )
+
+
+def _ingest_callback(progress: Progress) -> Any:
+    tasks: dict[tuple[str, str], Any] = {}
+
+    def on_progress(site_id: str, collection: str, count: int) -> None:
+        key = (site_id, collection)
+        if key not in tasks:
+            tasks[key] = progress.add_task(f"ingest {site_id} {collection}", total=None)
+        progress.advance(tasks[key], count)
+
+    return on_progress
+
+
+def _stage_callback(progress: Progress) -> Any:
+    current: list[Any] = []
+
+    def on_stage(stage: str) -> None:
+        for task in current:
+            progress.update(task, total=1, completed=1)
+        label = {"transform": "dbt build (bronze → silver → gold → marts) and write-back to the lake",
+                 "generate": "generating synthetic people", "ingest": "ingest", "report": "AGP reports"}
+        current[:] = [progress.add_task(label.get(stage, stage), total=None)] if stage != "ingest" else []
+
+    return on_stage
+
+
+@app.command()
+def transform(
+    select: Annotated[list[str] | None, typer.Option("--select", "-s", help="dbt selector(s), e.g. fct_glucose_readings+ or path:models/gold.")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch (same result, slower).")] = False,
+) -> None:
+    """Build the dbt project (bronze → silver → gold → marts) over the raw tables, with its tests.
+
+    Every built model is written back to the lake as an Iceberg table (silver.*, gold.*, marts.*); tables whose content did not change get no new snapshot. A failing model or test stops the run and names itself.
+    """
+    from cascade.transform.runner import transform as run_transform
+
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=errors) as progress:
+            progress.add_task("dbt build and write-back", total=None)
+            result = run_transform(get_settings(), select=select, full_refresh=full_refresh)
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]transform ok[/]: {result.summary()}")
+
+
+@app.command()
+def run(
+    site: Annotated[list[str] | None, typer.Option("--site", help="Only these sites (repeatable).")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")] = False,
+) -> None:
+    """The whole job: ingest every site, then build and test every dbt model. Stops at the first failure and says which step, model or test failed and why."""
+    from cascade.pipeline import run_pipeline
+
+    try:
+        with _progress() as progress:
+            result = run_pipeline(get_settings(), site_ids=site, full_refresh=full_refresh,
+                                  on_ingest_progress=_ingest_callback(progress), on_stage=_stage_callback(progress))
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    loaded = sum(r.inserted + r.replaced for r in result.loads)
+    console.print(f"[green]run ok[/]: {loaded:,} records ingested or updated; {result.transform.summary()}")
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+@app.command()
+def demo(
+    subjects: Annotated[int, typer.Option(help="How many synthetic people.", min=1, max=20)] = 3,
+    days: Annotated[int, typer.Option(help="Days of data per person.", min=14, max=365)] = 14,
+    seed: Annotated[int, typer.Option(help="Random seed for the synthetic data.")] = 0,
+) -> None:
+    """Run everything on this machine: a fake Nightscout → ingest over HTTP → dbt → metrics and AGP reports.
+
+    Uses its own lake under CASCADE_HOME/demo, so a real lake is never touched.
+    """
+    from cascade.demo import run_demo
+
+    try:
+        with _progress() as progress:
+            result = run_demo(get_settings(), subjects=subjects, days=days, seed=seed,
+                              on_ingest_progress=_ingest_callback(progress), on_stage=_stage_callback(progress))
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    table = Table(title="Headline metrics, latest 14 days (% of readings; targets: TIR>70, TBR<4, TAR<25, CV≤36)")
+    for column in ("subject", "window", "% active", "TIR %", "TBR %", "TAR %", "GMI %", "CV %", "GRI", "zone"):
+        table.add_column(column, justify="left" if column in ("subject", "window", "zone") else "right")
+    for row in result.headline:
+        table.add_row(row["site_id"], f"{row['window_start_date']} to {row['window_end_date']}", _pct(row["cgm_active_pct"]),
+                      _pct(row["tir_pct"]), _pct(row["tbr_pct"]), _pct(row["tar_pct"]), _pct(row["gmi_pct"]),
+                      _pct(row["cv_pct"]), _pct(row["gri"]), str(row["gri_zone"] or "-"))
+    console.print(table)
+    for site_id, path in result.reports.items():
+        console.print(f"AGP report for {site_id}: [link=file://{path}]{path}[/link]")
+    console.print(f"\nExplore the demo lake: CASCADE_HOME={result.home} cascade query \"select * from marts.mrt_daily_summary limit 10\"")
+
+
+@app.command()
+def report(
+    site: Annotated[str, typer.Option("--site", help="Site id (one person).")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .html, or .pdf for a PDF.")],
+    subject: Annotated[str | None, typer.Option("--subject", help="Subject id; in Cascade a site is one person, so this equals --site.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last local date of the window (default: the last day with readings).")] = None,
+    days: Annotated[int, typer.Option("--days", help="Window length in days (the consensus period is 14).")] = 14,
+) -> None:
+    """Write the one-page AGP report: metrics against consensus targets, TIR bar, AGP curve, daily profiles."""
+    from cascade.serve.report import render_report
+
+    if subject is not None and subject != site:
+        raise typer.BadParameter(f"subject {subject!r} is not site {site!r}: each Nightscout site is one person", param_hint="--subject")
+    end_day = _day(end, "--end")
+    try:
+        path = render_report(get_settings(), site_id=site, end=end_day.date() if end_day else None, days=days, out=out)
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    console.print(f"report written: {path}")
 
 
 @nightscout_app.command("serve")
