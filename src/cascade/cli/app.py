@@ -257,13 +257,14 @@ def demo(
                               on_ingest_progress=_ingest_callback(progress), on_stage=_stage_callback(progress))
     except CascadeError as exc:
         raise _fail(exc) from None
-    table = Table(title="Headline metrics, latest 14 days (% of readings; targets: TIR>70, TBR<4, TAR<25, CV≤36)")
-    for column in ("subject", "window", "% active", "TIR %", "TBR %", "TAR %", "GMI %", "CV %", "GRI", "zone"):
-        table.add_column(column, justify="left" if column in ("subject", "window", "zone") else "right")
+    table = Table(title="Headline metrics, 14 days to the last day with data (% of readings)",
+                  caption="targets: TIR > 70, TBR < 4, TAR < 25, CV <= 36, % active >= 70")
+    for column in ("subject", "ends", "active", "TIR", "TBR", "TAR", "GMI", "CV", "GRI"):
+        table.add_column(column, justify="left" if column in ("subject", "ends") else "right", no_wrap=True)
     for row in result.headline:
-        table.add_row(row["site_id"], f"{row['window_start_date']} to {row['window_end_date']}", _pct(row["cgm_active_pct"]),
-                      _pct(row["tir_pct"]), _pct(row["tbr_pct"]), _pct(row["tar_pct"]), _pct(row["gmi_pct"]),
-                      _pct(row["cv_pct"]), _pct(row["gri"]), str(row["gri_zone"] or "-"))
+        table.add_row(row["site_id"], str(row["window_end_date"]), _pct(row["cgm_active_pct"]), _pct(row["tir_pct"]),
+                      _pct(row["tbr_pct"]), _pct(row["tar_pct"]), _pct(row["gmi_pct"]), _pct(row["cv_pct"]),
+                      f"{_pct(row['gri'])} {row['gri_zone'] or ''}")
     console.print(table)
     for site_id, path in result.reports.items():
         console.print(f"AGP report for {site_id}: [link=file://{path}]{path}[/link]")
