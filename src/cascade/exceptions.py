@@ -33,3 +33,7 @@ class LakeError(CascadeError):
 
 class QueryError(CascadeError):
     """An ad-hoc query could not be run."""
+
+
+class TransformError(CascadeError):
+    """The dbt transform failed: the message names the failing model or test and dbt's reason."""

@@ -1,0 +1,57 @@
+"""Where the dbt project lives, and a fingerprint of its contents.
+
+The project is `transforms/dbt/` at the repository root (next to `src/`); `CASCADE_DBT_PROJECT_DIR`
+overrides it (an installed Cascade, a fork of the models).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from cascade.exceptions import TransformError
+
+PROJECT_DIR_ENV = "CASCADE_DBT_PROJECT_DIR"
+
+# What defines the models' output: a change to any of these may change every incremental model,
+# so the runner rebuilds them from scratch once (see runner.transform).
+_DEFINITION_DIRS = ("models", "macros", "tests")
+_DEFINITION_FILES = ("dbt_project.yml",)
+_DEFINITION_SUFFIXES = (".sql", ".yml", ".yaml", ".csv")
+
+
+def project_dir() -> Path:
+    """The dbt project directory (it must hold dbt_project.yml)."""
+    override = os.environ.get(PROJECT_DIR_ENV)
+    if override:
+        candidate = Path(override).expanduser().resolve()
+        source = f"{PROJECT_DIR_ENV}={override}"
+    else:
+        # src/cascade/transform/project.py -> repository root
+        candidate = Path(__file__).resolve().parents[3] / "transforms" / "dbt"
+        source = "the repository"
+    if not (candidate / "dbt_project.yml").is_file():
+        raise TransformError(
+            f"no dbt project at {candidate} (from {source}): set {PROJECT_DIR_ENV} to the "
+            "directory holding Cascade's dbt_project.yml (transforms/dbt in the repository)"
+        )
+    return candidate
+
+
+def project_fingerprint(directory: Path) -> str:
+    """SHA-256 over the model, macro and test definitions (paths and bytes), order-independent."""
+    digest = hashlib.sha256()
+    files = [directory / name for name in _DEFINITION_FILES]
+    for sub in _DEFINITION_DIRS:
+        root = directory / sub
+        if root.is_dir():
+            files.extend(
+                p for p in root.rglob("*") if p.is_file() and p.suffix in _DEFINITION_SUFFIXES
+            )
+    for path in sorted(p for p in files if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
