@@ -40,6 +40,7 @@ demo: install ## Fake Nightscout → ingest → transform → metrics, all on th
 
 bench: install ## Ingest benchmark (BENCH_ARGS="--subject-years 2")
 	$(UV) run --frozen python benchmarks/ingest.py $(BENCH_ARGS)
+	$(UV) run --frozen python benchmarks/transform.py --sizes 1 5
 
 clean: ## Remove the local lake (.cascade) and caches of this checkout
 	rm -rf .cascade .pytest_cache
