@@ -82,10 +82,17 @@ class Settings(BaseSettings):
     ingest_commit_rows: int = Field(default=200_000, ge=1)
     ingest_site_concurrency: int = Field(default=4, ge=1, le=64)
 
-    nessie_port: int = 19120
-    nessie_version: str = "0.107.4"
-    trino_port: int = 8080
-    trino_version: str = "479"
+    # lakehouse profile: Nessie's Iceberg REST catalog on a branch, tables and stage on S3.
+    # Defaults point at the local stack (`cascade stack up`); versions and ports of the services
+    # themselves are the stack's settings (cascade.stack.settings).
+    nessie_uri: str = "http://127.0.0.1:19120"
+    nessie_ref: str = "main"
+    lake_warehouse: str = "s3://lake/warehouse"
+    lake_stage_uri: str = "s3://lake/stage"
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_access_key_id: SecretStr = SecretStr("cascade")
+    s3_secret_access_key: SecretStr = SecretStr("cascade-minio-secret")
+    s3_region: str = "us-east-1"
 
     @model_validator(mode="after")
     def _single_or_many_sites(self) -> Settings:
@@ -103,7 +110,24 @@ class Settings(BaseSettings):
 
     @property
     def stage_uri(self) -> str:
+        if self.cascade_profile is Profile.LAKEHOUSE:
+            return self.lake_stage_uri.rstrip("/")
         return self.staging_path.as_uri()
+
+    @property
+    def nessie_catalog_uri(self) -> str:
+        """Nessie's Iceberg REST endpoint for the ref: PyIceberg ignores a separate ref parameter."""
+        return f"{self.nessie_uri.rstrip('/')}/iceberg/{self.nessie_ref}"
+
+    def s3_properties(self) -> dict[str, str]:
+        """PyIceberg FileIO properties for the lake's S3 endpoint (path-style, as MinIO serves)."""
+        return {
+            "s3.endpoint": self.s3_endpoint,
+            "s3.access-key-id": self.s3_access_key_id.get_secret_value(),
+            "s3.secret-access-key": self.s3_secret_access_key.get_secret_value(),
+            "s3.region": self.s3_region,
+            "s3.path-style-access": "true",
+        }
 
     @property
     def catalog_db_path(self) -> Path:

@@ -46,7 +46,7 @@ def demo_settings(settings: Settings, ns: FakeNightscout) -> Settings:
 
 
 def headline_metrics(settings: Settings) -> list[dict[str, Any]]:
-    con = connect()
+    con = connect(settings=settings)
     try:
         attach_catalog(con, load_lake_catalog(settings))
         cursor = con.execute(

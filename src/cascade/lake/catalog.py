@@ -22,11 +22,19 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
             "uri": f"sqlite:///{settings.catalog_db_path}",
             "warehouse": settings.warehouse_path.as_uri(),
         }
-    raise ConfigurationError(
-        f"CASCADE_PROFILE={settings.cascade_profile.value} is not available yet: "
-        "use CASCADE_PROFILE=local"
-    )
+    return {
+        "type": "rest",
+        "uri": settings.nessie_catalog_uri,
+        "warehouse": "warehouse",
+        **settings.s3_properties(),
+    }
 
 
 def load_lake_catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.iceberg_catalog_name, **catalog_properties(settings))
+    try:
+        return load_catalog(settings.iceberg_catalog_name, **catalog_properties(settings))
+    except (OSError, ConnectionError) as exc:
+        raise ConfigurationError(
+            f"cannot reach the Iceberg catalog at {settings.nessie_catalog_uri}: {type(exc).__name__}; "
+            "is the stack up (`cascade stack up`)?"
+        ) from None

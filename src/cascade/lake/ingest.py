@@ -156,7 +156,7 @@ class Ingestor:
     ) -> None:
         self.settings = settings
         self.catalog = catalog or load_lake_catalog(settings)
-        self.stage = Stage(settings.stage_uri)
+        self.stage = Stage.for_settings(settings)
         self._clients = clients or {}
         self.progress = progress or (lambda site, collection, n: None)
         self.lookback = timedelta(hours=settings.nightscout_v1_lookback_hours)

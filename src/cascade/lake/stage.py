@@ -12,9 +12,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 import zstandard
+
+from cascade.config import Profile, Settings
 
 _COMPRESSOR_LEVEL = 3
 
@@ -29,8 +32,26 @@ class StagedPage:
 class Stage:
     """Reads and writes pages through a pyarrow filesystem (local now, S3 with the lakehouse)."""
 
-    def __init__(self, uri: str) -> None:
-        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+    def __init__(self, uri: str, filesystem: pafs.FileSystem | None = None) -> None:
+        if filesystem is None:
+            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        else:
+            self.fs, self.root = filesystem, uri.split("://", 1)[-1]
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Stage:
+        if settings.cascade_profile is Profile.LAKEHOUSE:
+            endpoint = urlparse(settings.s3_endpoint)
+            s3 = pafs.S3FileSystem(
+                access_key=settings.s3_access_key_id.get_secret_value(),
+                secret_key=settings.s3_secret_access_key.get_secret_value(),
+                endpoint_override=endpoint.netloc,
+                scheme=endpoint.scheme or "http",
+                region=settings.s3_region,
+                force_virtual_addressing=False,
+            )
+            return cls(settings.stage_uri, s3)
+        return cls(settings.stage_uri)
 
     def _dir(self, site_id: str, collection: str, load_id: str | None = None) -> str:
         parts = [self.root, "nightscout", site_id, collection] + ([load_id] if load_id else [])

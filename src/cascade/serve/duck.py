@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
+from urllib.parse import urlparse
 
 import duckdb
 from pyiceberg.catalog import Catalog
+
+from cascade.config import Profile, Settings
 
 EXTENSIONS = ("avro", "iceberg")  # avro first: iceberg needs it
 
@@ -28,8 +31,12 @@ def extension_path(name: str) -> Path:
     return matches[0]
 
 
-def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the iceberg extension loaded offline and UTC as its time zone."""
+def connect(database: str = ":memory:", settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the iceberg extension loaded offline and UTC as its time zone.
+
+    On the lakehouse profile it also reads S3 (httpfs) with the lake's credentials, held in a
+    temporary DuckDB secret: never in a URL or a query string that could be logged.
+    """
     con = duckdb.connect(
         database,
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
@@ -37,6 +44,20 @@ def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     for name in EXTENSIONS:
         con.execute(f"LOAD '{extension_path(name)}'")
     con.execute("SET TimeZone = 'UTC'")
+    if settings is not None and settings.cascade_profile is Profile.LAKEHOUSE:
+        endpoint = urlparse(settings.s3_endpoint)
+        con.execute(f"LOAD '{extension_path('httpfs')}'")
+        con.execute(
+            "CREATE OR REPLACE TEMPORARY SECRET lake_s3 (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, "
+            "ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
+            [
+                settings.s3_access_key_id.get_secret_value(),
+                settings.s3_secret_access_key.get_secret_value(),
+                settings.s3_region,
+                endpoint.netloc,
+                endpoint.scheme == "https",
+            ],
+        )
     return con
 
 

@@ -13,7 +13,7 @@ from cascade.serve.duck import attach_catalog, connect
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    con = connect()
+    con = connect(settings=settings)
     try:
         tables = attach_catalog(con, load_lake_catalog(settings))
         try:

@@ -809,7 +809,7 @@ def render_report(
     """
     _check_days(days)
     out = Path(out)
-    con = connect()
+    con = connect(settings=settings)
     try:
         try:
             attach_catalog(con, load_lake_catalog(settings))
