@@ -44,3 +44,41 @@ bench: install ## Ingest benchmark (BENCH_ARGS="--subject-years 2")
 
 clean: ## Remove the local lake (.cascade) and caches of this checkout
 	rm -rf .cascade .pytest_cache
+
+# ---- the lakehouse services -------------------------------------------------------------------
+# Local processes (development and CI, no Docker engine needed):
+.PHONY: stack-up stack-down health up-core up-query up-all down clean-all fresh-start trino-shell
+
+stack-up: install ## Start PostgreSQL, MinIO, Nessie and Trino as local processes (cascade stack up)
+	$(UV) run --frozen cascade stack up
+
+stack-down: install ## Stop the local processes started by stack-up
+	$(UV) run --frozen cascade stack down
+
+health: install ## Configuration and connectivity of the active profile, and the local stack's state
+	$(UV) run --frozen cascade doctor; $(UV) run --frozen cascade stack status
+
+# The same services from docker-compose (needs a Docker engine), by profile:
+COMPOSE ?= docker compose
+
+up-core: ## docker compose: postgres, minio and the bucket
+	$(COMPOSE) --profile core up -d
+
+up-query: ## docker compose: core + nessie and trino
+	$(COMPOSE) --profile core --profile query up -d
+
+up-all: ## docker compose: every service (core, query, bi)
+	$(COMPOSE) --profile all up -d
+
+down: ## docker compose: stop every service (volumes kept)
+	$(COMPOSE) --profile all down
+
+clean-all: ## docker compose: stop and delete every volume; also the local lake and stack state
+	-$(COMPOSE) --profile all down -v
+	-$(UV) run --frozen cascade stack down
+	rm -rf .cascade
+
+fresh-start: clean-all up-all ## docker compose: everything from scratch
+
+trino-shell: ## docker compose: the Trino CLI on the iceberg catalog
+	$(COMPOSE) exec trino trino --catalog iceberg

@@ -51,3 +51,10 @@ def test_invalid_settings_give_one_clear_message(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigurationError, match=message) as excinfo:
         load_settings()
     assert "pw@" not in str(excinfo.value)
+
+
+def test_env_example_documents_every_stack_setting() -> None:
+    from cascade.stack import StackSettings
+
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert {name.upper() for name in StackSettings.model_fields} <= documented

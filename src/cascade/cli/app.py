@@ -32,6 +32,11 @@ app = typer.Typer(
 )
 nightscout_app = typer.Typer(help="Tools for Nightscout itself, such as a fake server for trying Cascade.", no_args_is_help=True)
 app.add_typer(nightscout_app, name="nightscout")
+stack_app = typer.Typer(
+    help="The lakehouse services (PostgreSQL, MinIO, Nessie, Trino) as local processes, for development and CI.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
 
 console = Console()
 errors = Console(stderr=True)
@@ -290,6 +295,102 @@ def report(
     except CascadeError as exc:
         raise _fail(exc) from None
     console.print(f"report written: {path}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the configuration and every service the active profile needs, and say exactly what is wrong."""
+    from cascade.doctor import run_checks
+
+    checks = run_checks()
+    table = Table(title="cascade doctor")
+    for column in ("check", "", "detail"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+    console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(code=1)
+
+
+def _stack_table(statuses: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("service", "version", "state", "pid", "listens on", "log"):
+        table.add_column(column)
+    for s in statuses:
+        colour = "green" if s.healthy else "yellow" if s.running else "red"
+        table.add_row(s.name, s.version, f"[{colour}]{s.state}[/]", str(s.pid or "-"), s.endpoint, str(s.log_path))
+    return table
+
+
+def _stack_logging() -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("cascade.stack")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=errors, show_path=False, show_time=False))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@stack_app.command("up")
+def stack_up(services: Annotated[list[str] | None, typer.Argument(help="Services to start (with their dependencies); default all: postgres minio nessie trino.")] = None) -> None:
+    """Install what is missing (cached in CASCADE_DOWNLOAD_CACHE), start what is not running, wait until healthy."""
+    from cascade.stack import load_stack_settings, up
+
+    _stack_logging()
+    try:
+        statuses = up(load_stack_settings(), services)
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    console.print(_stack_table(statuses, "stack up"))
+
+
+@stack_app.command("down")
+def stack_down(services: Annotated[list[str] | None, typer.Argument(help="Services to stop; default all.")] = None) -> None:
+    """Stop only the services this stack started; data stays under CASCADE_STACK_HOME."""
+    from cascade.stack import down, load_stack_settings
+
+    _stack_logging()
+    try:
+        statuses = down(load_stack_settings(), services)
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    console.print(_stack_table(statuses, "stack down"))
+
+
+@stack_app.command("status")
+def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Whether each service is running and healthy, where it listens and where its log is."""
+    from cascade.stack import load_stack_settings, status
+
+    try:
+        statuses = status(load_stack_settings())
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps([{"service": s.name, "version": s.version, "running": s.running, "healthy": s.healthy,
+                                      "pid": s.pid, "endpoint": s.endpoint, "log": str(s.log_path)} for s in statuses], indent=2) + "\n")
+        return
+    console.print(_stack_table(statuses, "stack"))
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(code=1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="postgres, minio, nessie or trino.")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 100,
+) -> None:
+    """Print the end of a service's log."""
+    from cascade.stack import load_stack_settings, logs
+
+    try:
+        sys.stdout.write(logs(load_stack_settings(), service, lines=lines))
+    except CascadeError as exc:
+        raise _fail(exc) from None
 
 
 @nightscout_app.command("serve")

@@ -1,0 +1,178 @@
+"""Nessie, from its runner jar on Maven Central: version store on PostgreSQL, Iceberg REST on MinIO.
+
+The server's settings live in deploy/config/nessie/application.properties (shared with compose and
+Helm); this module only supplies the environment those settings read. After start it makes sure
+the branches `main` (Nessie's default branch) and `dev` exist, through Nessie's REST API v2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cascade.stack.downloads import MavenArtifact, fetch_maven
+from cascade.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+from cascade.stack.settings import StackSettings
+
+log = logging.getLogger("cascade.stack")
+
+BRANCHES = ("main", "dev")
+
+
+def _java(java_home: Path) -> str:
+    java = java_home / "bin" / "java"
+    if not java.exists():
+        raise StackError(f"no Java at {java} (set NESSIE_JAVA_HOME / TRINO_JAVA_HOME to a JDK)")
+    return str(java)
+
+
+class Nessie:
+    name = "nessie"
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.work_dir = settings.stack_home / "nessie"
+        self.log_path = settings.stack_home / "logs" / "nessie.log"
+        self.process = ManagedProcess(
+            "nessie", settings.stack_home / "run" / "nessie.json", self.log_path
+        )
+        self.artifact = MavenArtifact(
+            "org.projectnessie.nessie", "nessie-quarkus", settings.nessie_version, "jar", "runner"
+        )
+        self.config_file = settings.deploy_dir / "config" / "nessie" / "application.properties"
+
+    @property
+    def api(self) -> str:
+        return f"{self.settings.nessie_uri}/api/v2"
+
+    def install(self) -> Path:
+        return fetch_maven(
+            self.artifact, self.settings.maven_repository_url, self.settings.download_cache
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The variables deploy/config/nessie/application.properties reads."""
+        s = self.settings
+        return {
+            "NESSIE_PORT": str(s.nessie_port),
+            "NESSIE_MANAGEMENT_PORT": str(s.nessie_management_port),
+            "NESSIE_JDBC_URL": f"jdbc:postgresql://{s.stack_host}:{s.postgres_port}/nessie",
+            "NESSIE_DB_USER": "nessie",
+            "NESSIE_DB_PASSWORD": s.nessie_db_password.get_secret_value(),
+            "S3_ENDPOINT": s.s3_endpoint,
+            "S3_REGION": s.s3_region,
+            "S3_ACCESS_KEY_ID": s.minio_root_user.get_secret_value(),
+            "S3_SECRET_ACCESS_KEY": s.minio_root_password.get_secret_value(),
+            # local processes listen on loopback only (the images listen on all interfaces)
+            "QUARKUS_HTTP_HOST": s.stack_host,
+            "QUARKUS_MANAGEMENT_HOST": s.stack_host,
+        }
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+    def healthy(self) -> bool:
+        if not self.is_running():
+            return False
+        ready = httpx.get(
+            f"http://{self.settings.stack_host}:{self.settings.nessie_management_port}/q/health/ready",
+            timeout=5,
+        )
+        if ready.status_code != 200:
+            return False
+        return httpx.get(f"{self.api}/config", timeout=5).status_code == 200
+
+    def start(self) -> None:
+        jar = self.install()
+        if not self.config_file.exists():
+            raise StackError(
+                f"Nessie's configuration is missing: {self.config_file} (set CASCADE_DEPLOY_DIR)"
+            )
+        for port, variable in (
+            (self.settings.nessie_port, "NESSIE_PORT"),
+            (self.settings.nessie_management_port, "NESSIE_MANAGEMENT_PORT"),
+        ):
+            if port_in_use(self.settings.stack_host, port):
+                raise StackError(
+                    f"port {port} is taken by another process: set {variable} to a free port"
+                )
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        java_home = self.settings.nessie_java_home
+        argv = [
+            _java(java_home),
+            "-Xms256m",
+            f"-Xmx{self.settings.nessie_max_heap}",
+            "-XX:+ExitOnOutOfMemoryError",
+            # quiet the Java 24+ warnings about Netty's and Brotli's native access
+            "--enable-native-access=ALL-UNNAMED",
+            "--sun-misc-unsafe-memory-access=allow",
+            f"-Dquarkus.config.locations={self.config_file.as_uri()}",
+            "-jar",
+            str(jar),
+        ]
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.work_dir),
+            "JAVA_HOME": str(java_home),
+            "LANG": "C.UTF-8",
+            **self.environment(),
+        }
+        log.info("starting Nessie %s on %s", self.settings.nessie_version, self.settings.nessie_uri)
+        self.process.start(argv, env=env, cwd=self.work_dir)
+
+    def wait_healthy(self) -> None:
+        wait_until(
+            self.healthy,
+            timeout=self.settings.stack_start_timeout_seconds,
+            what="Nessie",
+            alive=self.is_running,
+            log_path=self.log_path,
+        )
+
+    def stop(self) -> bool:
+        if self.is_running():
+            log.info("stopping Nessie")
+        return self.process.stop(self.settings.stack_stop_timeout_seconds)
+
+    # ---- branches ------------------------------------------------------------------------------
+    def reference(self, name: str) -> dict[str, Any] | None:
+        response = httpx.get(f"{self.api}/trees/{name}", timeout=10)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        reference: dict[str, Any] = response.json()["reference"]
+        return reference
+
+    def provision(self) -> None:
+        """Make sure the branches main and dev exist (dev is created from main's head); idempotent."""
+        main = self.reference("main")
+        if main is None:
+            raise StackError(
+                "Nessie has no default branch 'main' (check nessie.server.default-branch)"
+            )
+        for branch in BRANCHES[1:]:
+            if self.reference(branch) is not None:
+                continue
+            log.info("creating Nessie branch %s from main@%s", branch, main["hash"][:12])
+            response = httpx.post(
+                f"{self.api}/trees",
+                params={"name": branch, "type": "BRANCH"},
+                json={"type": "BRANCH", "name": "main", "hash": main["hash"]},
+                timeout=10,
+            )
+            if response.status_code == 409:  # created meanwhile by someone else
+                continue
+            if response.status_code >= 400:
+                raise StackError(
+                    f"could not create Nessie branch {branch}: {response.status_code} {response.text}"
+                )
+
+    def endpoint(self) -> str:
+        return f"{self.settings.nessie_uri} (Iceberg REST: {self.settings.iceberg_rest_uri('main')}, .../dev)"

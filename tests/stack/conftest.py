@@ -1,0 +1,74 @@
+"""The local lakehouse stack for the tests marked `stack`: up once per session, down at the end.
+
+The test stack has its own state directory and free ports picked at start, so it never meets a
+developer's own `cascade stack up`. Downloads and builds go to the shared download cache
+(CASCADE_DOWNLOAD_CACHE), so only the first run on a machine pays for them.
+Set CASCADE_TEST_STACK_KEEP=1 to leave the stack running after the session (to look around).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cascade.stack import StackSettings, down, load_stack_settings, up
+
+log = logging.getLogger("cascade.stack")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[StackSettings]:
+    # Under /tmp (world-searchable), made searchable itself: the postgres user must reach its data.
+    home = Path(tempfile.mkdtemp(prefix="cascade-test-stack-"))
+    home.chmod(0o755)
+    postgres, minio, console, nessie, management, trino = _free_ports(6)
+    settings = load_stack_settings(
+        cascade_stack_home=home,
+        postgres_port=postgres,
+        minio_port=minio,
+        minio_console_port=console,
+        nessie_port=nessie,
+        nessie_management_port=management,
+        trino_port=trino,
+        stack_start_timeout_seconds=300,
+    )
+    yield settings
+    if os.environ.get("CASCADE_TEST_STACK_KEEP") != "1":
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
+    """The whole stack, running and healthy, for the session."""
+    started = time.monotonic()
+    try:
+        up(stack_settings)
+    except BaseException:
+        down(stack_settings)
+        raise
+    # Shown with -rA / -s: how long this session's `up` took (cold: includes downloads and build).
+    print(f"\ncascade stack up took {time.monotonic() - started:.0f}s")
+    yield stack_settings
+    if os.environ.get("CASCADE_TEST_STACK_KEEP") != "1":
+        down(stack_settings)
