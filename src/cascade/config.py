@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr = SecretStr("cascade-minio-secret")
     s3_region: str = "us-east-1"
 
+    # `cascade publish`: the marts copied into PostgreSQL for BI (see docs/PUBLISH.md).
+    marts_database_url: SecretStr | None = None
+    marts_schema: str = Field(default="marts", pattern=r"^[a-z_][a-z0-9_]{0,50}$")
+    bi_reader_role: str = Field(default="bi_reader", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    publish_lock_timeout_seconds: float = Field(default=2.0, gt=0)
+    publish_lock_wait_seconds: float = Field(default=120.0, ge=0)
+
     @model_validator(mode="after")
     def _single_or_many_sites(self) -> Settings:
         if self.nightscout_url and self.nightscout_sites:

@@ -393,6 +393,32 @@ def stack_logs(
         raise _fail(exc) from None
 
 
+@app.command()
+def publish(
+    mart: Annotated[list[str] | None, typer.Option("--mart", "-m", help="Only these marts (repeatable), e.g. mrt_daily_summary; default every marts.* table.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Republish marts whose snapshot is already published.")] = False,
+) -> None:
+    """Copy the lake's marts into PostgreSQL (schema MARTS_SCHEMA) for BI, atomically for readers.
+
+    Needs MARTS_DATABASE_URL on the local profile. Publishes only from Nessie's main branch on the lakehouse profile; a snapshot already published is skipped; provenance goes to <schema>._published.
+    """
+    from cascade.publish import publish as run_publish
+
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=errors) as progress:
+            progress.add_task("publishing marts to PostgreSQL", total=None)
+            result = run_publish(get_settings(), marts=mart, force=force)
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"marts in {result.schema} at {result.target}")
+    for column in ("mart", "Iceberg snapshot", "rows", "status"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for item in result.marts:
+        table.add_row(item.mart, str(item.snapshot_id), f"{item.rows:,}", f"published ({item.reason})" if item.published else "unchanged")
+    console.print(table)
+    console.print(f"[green]publish ok[/]: {result.summary()}")
+
+
 @nightscout_app.command("serve")
 def nightscout_serve(
     port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 1337,

@@ -1,0 +1,252 @@
+"""The lake side of a publish: which marts exist, at which Iceberg snapshot and Nessie commit.
+
+The source is always the lake's `marts` namespace. On the lakehouse profile only Nessie's `main`
+branch is published (what has been validated); the commit hash of `main` is read before and after
+the tables are looked up, so the recorded hash and the snapshots belong together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import yaml  # type: ignore[import-untyped]
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+
+from cascade.config import Profile, Settings
+from cascade.exceptions import CascadeError
+from cascade.lake.catalog import load_lake_catalog
+
+log = logging.getLogger("cascade.publish")
+
+SOURCE_NAMESPACE = "marts"
+PUBLISH_REF = "main"
+RUN_TRANSFORM = "run `cascade transform` (or `cascade run`) first"
+
+#: Each mart's grain when the dbt project's YAML is not at hand (it is the source of truth).
+DEFAULT_GRAINS: dict[str, tuple[str, ...]] = {
+    "mrt_glucose_overview": ("site_id",),
+    "mrt_time_in_range": ("site_id", "local_date"),
+    "mrt_daily_summary": ("site_id", "local_date"),
+    "mrt_glucose_hourly_patterns": ("site_id", "iso_day_of_week", "local_hour"),
+    "mrt_agp": ("site_id", "time_bin"),
+}
+
+
+class PublishError(CascadeError):
+    """The marts could not be published; the message says why and what to do (never a secret)."""
+
+
+@dataclass(frozen=True)
+class SourceMart:
+    """One mart of the lake, pinned to the snapshot that will be published."""
+
+    name: str
+    table: Table
+    snapshot_id: int
+    metadata_location: str
+    total_records: int | None
+
+    @property
+    def source_table(self) -> str:
+        return f"{SOURCE_NAMESPACE}.{self.name}"
+
+    @property
+    def schema(self) -> Schema:
+        return self.table.schema()
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The snapshot's rows, streamed batch by batch."""
+        reader = self.table.scan(snapshot_id=self.snapshot_id).to_arrow_batch_reader()
+        yield from reader
+
+
+@dataclass(frozen=True)
+class Source:
+    marts: tuple[SourceMart, ...]
+    profile: str
+    nessie_ref: str | None
+    nessie_hash: str | None
+
+
+def check_ref(settings: Settings) -> None:
+    """Refuse anything but Nessie's `main` on the lakehouse profile."""
+    if settings.cascade_profile is Profile.LAKEHOUSE and settings.nessie_ref != PUBLISH_REF:
+        raise PublishError(
+            f"publish reads only Nessie's {PUBLISH_REF!r} branch (what has been validated), but "
+            f"NESSIE_REF is {settings.nessie_ref!r}: merge it into {PUBLISH_REF} first, then publish "
+            f"with NESSIE_REF={PUBLISH_REF}"
+        )
+
+
+def nessie_reference_hash(
+    settings: Settings, ref: str = PUBLISH_REF, *, client: httpx.Client | None = None
+) -> str:
+    """The commit hash `ref` points at (GET {NESSIE_URI}/api/v2/trees/{ref})."""
+    url = f"{settings.nessie_uri.rstrip('/')}/api/v2/trees/{ref}"
+    own = client is None
+    http = client or httpx.Client(timeout=30.0)
+    try:
+        response = http.get(url)
+    except httpx.HTTPError as exc:
+        raise PublishError(
+            f"cannot reach Nessie at {settings.nessie_uri} to read branch {ref!r}: {type(exc).__name__}; "
+            "is the stack up (`cascade stack up`)?"
+        ) from None
+    finally:
+        if own:
+            http.close()
+    if response.status_code == 404:
+        raise PublishError(f"Nessie at {settings.nessie_uri} has no branch {ref!r}")
+    if response.status_code != 200:
+        raise PublishError(
+            f"Nessie at {settings.nessie_uri} answered {response.status_code} for branch {ref!r}"
+        )
+    try:
+        reference = response.json()["reference"]
+        return str(reference["hash"])
+    except (ValueError, KeyError, TypeError):
+        raise PublishError(
+            f"Nessie at {settings.nessie_uri} sent an unexpected answer for branch {ref!r}"
+        ) from None
+
+
+def expected_marts(project: Path | None) -> list[str]:
+    """The marts the dbt project defines (models/marts/*.sql), when the project is at hand."""
+    if project is None or not (project / "models" / "marts").is_dir():
+        return []
+    return sorted(p.stem for p in (project / "models" / "marts").glob("*.sql"))
+
+
+def dbt_project() -> Path | None:
+    """The dbt project directory, as `cascade.transform.project.project_dir` finds it.
+
+    Found here without importing `cascade.transform` (which loads dbt: seconds of start-up).
+    """
+    override = os.environ.get("CASCADE_DBT_PROJECT_DIR")
+    candidate = (
+        Path(override).expanduser().resolve()
+        if override
+        else Path(__file__).resolve().parents[3] / "transforms" / "dbt"
+    )
+    return candidate if (candidate / "dbt_project.yml").is_file() else None
+
+
+def mart_grains(project: Path | None) -> dict[str, tuple[str, ...]]:
+    """Each mart's grain, from the dbt YAML (`unique` column or `unique_combination` test)."""
+    grains = dict(DEFAULT_GRAINS)
+    if project is None or not (project / "models" / "marts").is_dir():
+        return grains
+    for path in sorted((project / "models" / "marts").glob("*.yml")):
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for model in document.get("models") or []:
+            grain = _grain_of(model)
+            if grain:
+                grains[str(model["name"])] = grain
+    return grains
+
+
+def _grain_of(model: dict[str, object]) -> tuple[str, ...] | None:
+    for test in _tests(model):
+        if isinstance(test, dict) and "unique_combination" in test:
+            spec = test["unique_combination"] or {}
+            arguments = spec.get("arguments", spec) if isinstance(spec, dict) else {}
+            columns = (
+                arguments.get("combination_of_columns") if isinstance(arguments, dict) else None
+            )
+            if columns:
+                return tuple(str(c) for c in columns)
+    for column in model.get("columns") or []:  # type: ignore[attr-defined]
+        if isinstance(column, dict) and "unique" in _tests(column):
+            return (str(column["name"]),)
+    return None
+
+
+def _tests(node: dict[str, object]) -> list[object]:
+    tests = node.get("data_tests") or node.get("tests") or []
+    return list(tests) if isinstance(tests, list) else []
+
+
+def load_source(
+    settings: Settings, wanted: Sequence[str] | None, *, project: Path | None
+) -> Source:
+    """The marts to publish, pinned to their current snapshots; refuses clearly when one is missing."""
+    check_ref(settings)
+    lakehouse = settings.cascade_profile is Profile.LAKEHOUSE
+    catalog = load_lake_catalog(settings)
+    for _attempt in range(3):
+        before = nessie_reference_hash(settings) if lakehouse else None
+        marts = _load_marts(catalog, wanted, project)
+        after = nessie_reference_hash(settings) if lakehouse else None
+        if before == after:
+            return Source(
+                marts=marts,
+                profile=settings.cascade_profile.value,
+                nessie_ref=PUBLISH_REF if lakehouse else None,
+                nessie_hash=after,
+            )
+        log.info("Nessie's %s moved while the marts were looked up; looking again", PUBLISH_REF)
+        catalog = load_lake_catalog(settings)
+    raise PublishError(
+        f"Nessie's {PUBLISH_REF} kept moving while the marts were looked up (commits in progress?): try again"
+    )
+
+
+def _load_marts(
+    catalog: Catalog, wanted: Sequence[str] | None, project: Path | None
+) -> tuple[SourceMart, ...]:
+    try:
+        present = sorted(identifier[-1] for identifier in catalog.list_tables(SOURCE_NAMESPACE))
+    except NoSuchNamespaceError:
+        present = []
+    if not present:
+        raise PublishError(
+            f"the lake has no marts (namespace {SOURCE_NAMESPACE!r} is missing or empty): {RUN_TRANSFORM}"
+        )
+    if wanted:
+        names = sorted(dict.fromkeys(wanted))
+        missing = [n for n in names if n not in present]
+    else:
+        names = present
+        missing = [n for n in expected_marts(project) if n not in present]
+    if missing:
+        raise PublishError(
+            f"mart(s) missing from the lake: {', '.join(f'{SOURCE_NAMESPACE}.{n}' for n in missing)} "
+            f"(the lake has: {', '.join(present)}): {RUN_TRANSFORM}"
+        )
+    marts = []
+    for name in names:
+        try:
+            table = catalog.load_table((SOURCE_NAMESPACE, name))
+        except NoSuchTableError:
+            raise PublishError(
+                f"mart {SOURCE_NAMESPACE}.{name} disappeared from the lake: {RUN_TRANSFORM}"
+            ) from None
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            raise PublishError(
+                f"mart {SOURCE_NAMESPACE}.{name} has no data yet (no snapshot): {RUN_TRANSFORM}"
+            )
+        summary = snapshot.summary
+        total = summary.get("total-records") if summary is not None else None
+        marts.append(
+            SourceMart(
+                name=name,
+                table=table,
+                snapshot_id=snapshot.snapshot_id,
+                metadata_location=table.metadata_location,
+                total_records=int(total) if total is not None else None,
+            )
+        )
+    return tuple(marts)
