@@ -5,10 +5,11 @@
 2. `dbt build` (models + data tests; unit tests on request) on the `local` target.
    Any failing model or test raises TransformError and nothing is written to the lake.
 3. Write every built table/incremental model of silver, gold and marts back to the lake as
-   `<layer>.<model>`: one atomic overwrite commit per table, skipped when the content is unchanged.
+   `<layer>.<model>`: one atomic commit per table (only the changed (site, date) groups of tables
+   keyed that way), skipped when the content is unchanged.
 
-Bronze models are views over raw (they hold no data of their own) and are not written back;
-neither are `int_` helper views.
+Bronze models (the working copy's image of raw) are not written back; neither are `int_` helper
+views.
 """
 
 from __future__ import annotations

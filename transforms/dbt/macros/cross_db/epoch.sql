@@ -20,3 +20,4 @@
 {% macro minutes_between(earlier, later) -%}
     ({{ cascade.as_double(cascade.epoch_ms(later) ~ ' - ' ~ cascade.epoch_ms(earlier)) }} / 60000.0)
 {%- endmacro %}
+

@@ -70,3 +70,68 @@
     )
     {%- endif -%}
 {%- endmacro %}
+
+
+{#
+    14-day window models (glucose_metrics_14d, agp_percentiles): version of a window = the sum of
+    the hashes of its days' tokens, each token being the day's version in glucose_metrics_daily
+    (or "no readings" for a day of the subject's span without any) and the subject's sensor
+    interval. Any change to any of the 14 days (readings, span, interval) changes the version, so
+    exactly the windows holding a touched day are recomputed. Rows carry it as
+    `_cascade_window_version`.
+#}
+{% macro glucose_window_versions() -%}
+    {%- set window_days = var('metrics_window_days') -%}
+    select
+        spine.site_id,
+        spine.local_date as window_end_date,
+        cast(sum({{ cascade.hash_number(dbt.concat([
+            'coalesce(' ~ cascade.day_version_key(
+                'daily.site_id', 'daily.local_date', 'daily.reading_count + daily.sensor_error_count',
+                'daily._cascade_ingested_at', 'daily.sensor_interval_minutes'
+            ) ~ ', ' ~ dbt.concat(['spine.site_id', "'|'", 'cast(spine.local_date as ' ~ dbt.type_string() ~ ')', "'|none'"]) ~ ')',
+            "'|'", 'cast(spine.sensor_interval_minutes as ' ~ dbt.type_string() ~ ')'
+        ])) }}) over (
+            partition by spine.site_id order by spine.local_date
+            rows between {{ window_days - 1 }} preceding and current row
+        ) as decimal(38, 0)) as window_version
+    from {{ ref('int_subject_days') }} as spine
+    left join {{ ref('glucose_metrics_daily') }} as daily
+        on spine.site_id = daily.site_id
+        and spine.local_date = daily.local_date
+{%- endmacro %}
+
+
+{% macro window_version_key(site_id, window_end_date, version) -%}
+    {{ dbt.concat([
+        site_id, "'|'",
+        'cast(' ~ window_end_date ~ ' as ' ~ dbt.type_string() ~ ')', "'|'",
+        'cast(' ~ version ~ ' as ' ~ dbt.type_string() ~ ')'
+    ]) }}
+{%- endmacro %}
+
+
+{# The windows an incremental window model lacks at its current version (all of them on a full build). #}
+{% macro glucose_windows_to_build() -%}
+    select site_id, window_end_date, window_version
+    from ({{ cascade.glucose_window_versions() }}) as current_windows
+    {% if is_incremental() %}
+    where {{ cascade.window_version_key('site_id', 'window_end_date', 'window_version') }} not in (
+        select {{ cascade.window_version_key('site_id', 'window_end_date', '_cascade_window_version') }}
+        from {{ this }}
+    )
+    {% endif %}
+{%- endmacro %}
+
+
+{# pre-hook of the window models: drop windows whose version changed or that left the span. #}
+{% macro delete_superseded_windows() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where {{ cascade.window_version_key('site_id', 'window_end_date', '_cascade_window_version') }} not in (
+        select {{ cascade.window_version_key('site_id', 'window_end_date', 'window_version') }}
+        from ({{ cascade.glucose_window_versions() }}) as current_windows
+    )
+    {%- endif -%}
+{%- endmacro %}
+

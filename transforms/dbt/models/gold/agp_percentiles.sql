@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['site_id', 'window_end_date'],
+        on_schema_change='fail',
+        pre_hook="{{ cascade.delete_superseded_windows() }}"
+    )
+}}
 {%- set window_days = var('metrics_window_days') -%}
 {%- set bin_minutes = var('agp_bin_minutes') -%}
 
@@ -5,20 +14,9 @@
 -- window_end_date, folded onto one local day and binned by time of day (each reading's own
 -- local time); per bin the 5th, 25th, 50th, 75th and 95th percentiles, computed exactly with
 -- the portable percentile_cont macro (linear interpolation, R type 7, as iglu).
+-- Incremental: only the windows whose version (the days they hold, see
+-- macros/incremental/sync.sql) the target lacks are recomputed, from the readings of their days.
 with
-
-readings as (
-
-    select * from {{ ref('fct_glucose_readings') }}
-    where not is_sensor_error
-
-),
-
-subjects as (
-
-    select * from {{ ref('dim_subject') }}
-
-),
 
 day_offsets as (
 
@@ -27,8 +25,36 @@ day_offsets as (
 
 ),
 
+windows_to_build as (
+
+    {{ cascade.glucose_windows_to_build() }}
+
+),
+
+-- The local days whose readings the windows to build hold.
+days_needed as (
+
+    select distinct
+        windows_to_build.site_id,
+        cast({{ dbt.dateadd('day', '-day_offsets.day_offset', 'windows_to_build.window_end_date') }} as date) as local_date
+    from windows_to_build
+    cross join day_offsets
+
+),
+
+readings as (
+
+    select readings.*
+    from {{ ref('fct_glucose_readings') }} as readings
+    inner join days_needed
+        on readings.site_id = days_needed.site_id
+        and readings.local_date = days_needed.local_date
+    where not readings.is_sensor_error
+
+),
+
 -- Each reading belongs to the windows ending on its local date and the 13 days after it
--- (up to the subject's last local date).
+-- (up to the subject's last local date): those of them to build.
 windowed_readings as (
 
     select
@@ -43,11 +69,13 @@ windowed_readings as (
 
 readings_in_span as (
 
-    select windowed_readings.*
+    select
+        windowed_readings.*,
+        windows_to_build.window_version
     from windowed_readings
-    inner join subjects
-        on windowed_readings.site_id = subjects.site_id
-    where windowed_readings.window_end_date <= subjects.last_local_date
+    inner join windows_to_build
+        on windowed_readings.site_id = windows_to_build.site_id
+        and windowed_readings.window_end_date = windows_to_build.window_end_date
 
 ),
 
@@ -57,6 +85,7 @@ ranked as (
         site_id,
         window_end_date,
         time_bin,
+        window_version,
         glucose_mg_dl,
         {{ cascade.percentile_ranks('glucose_mg_dl', 'site_id, window_end_date, time_bin') }}
     from readings_in_span
@@ -69,6 +98,7 @@ percentiles as (
         site_id,
         window_end_date,
         time_bin,
+        window_version,
         count(*) as reading_count,
         {{ cascade.percentile_cont('glucose_mg_dl', 0.05) }} as p05_glucose_mg_dl,
         {{ cascade.percentile_cont('glucose_mg_dl', 0.25) }} as p25_glucose_mg_dl,
@@ -76,7 +106,7 @@ percentiles as (
         {{ cascade.percentile_cont('glucose_mg_dl', 0.75) }} as p75_glucose_mg_dl,
         {{ cascade.percentile_cont('glucose_mg_dl', 0.95) }} as p95_glucose_mg_dl
     from ranked
-    group by site_id, window_end_date, time_bin
+    group by site_id, window_end_date, time_bin, window_version
 
 ),
 
@@ -98,7 +128,8 @@ final as (
         p25_glucose_mg_dl,
         p50_glucose_mg_dl,
         p75_glucose_mg_dl,
-        p95_glucose_mg_dl
+        p95_glucose_mg_dl,
+        window_version as _cascade_window_version
     from percentiles
 
 )

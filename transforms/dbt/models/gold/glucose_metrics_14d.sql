@@ -1,10 +1,27 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['site_id', 'window_end_date'],
+        on_schema_change='fail',
+        pre_hook="{{ cascade.delete_superseded_windows() }}"
+    )
+}}
 {%- set window_days = var('metrics_window_days') -%}
 {%- set frame = 'partition by site_id order by local_date rows between ' ~ (window_days - 1) ~ ' preceding and current row' -%}
 
 -- Rolling windows of the last 14 local days (window_end_date inclusive), one per subject and
 -- local date of its span. Metrics come from the summed daily counts and sums, so they equal a
--- computation over the window's readings exactly.
+-- computation over the window's readings exactly. Incremental: only the windows whose version
+-- (the days they hold, see macros/incremental/sync.sql) the target lacks are (re)inserted; the
+-- window sums over the subject's day spine are cheap, the saving is in the rows written.
 with
+
+windows_to_build as (
+
+    {{ cascade.glucose_windows_to_build() }}
+
+),
 
 subject_days as (
 
@@ -64,7 +81,7 @@ windowed as (
 
 ),
 
-final as (
+windowed_metrics as (
 
     select
         site_id,
@@ -81,6 +98,18 @@ final as (
         {{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
     from windowed
+
+),
+
+final as (
+
+    select
+        windowed_metrics.*,
+        windows_to_build.window_version as _cascade_window_version
+    from windowed_metrics
+    inner join windows_to_build
+        on windowed_metrics.site_id = windows_to_build.site_id
+        and windowed_metrics.window_end_date = windows_to_build.window_end_date
 
 )
 

@@ -1,3 +1,13 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='event_id',
+        on_schema_change='fail',
+        pre_hook="{{ cascade.delete_recomputed_events() }}",
+        post_hook="{{ cascade.save_event_day_versions() }}"
+    )
+}}
 {%- set by_kind = 'partition by site_id, event_type order by event_at, glucose_mg_dl' -%}
 {%- set cumulative = 'rows between unbounded preceding and current row' -%}
 
@@ -10,12 +20,31 @@
 -- threshold; shorter returns belong to the event. A gap longer than 3 sensor intervals is
 -- never bridged: it ends any run and any event (such an event has is_recovered = false).
 -- Each reading stands for one sensor interval, so k consecutive readings last k * interval minutes.
+-- Incremental: per subject with a touched day, events are recomputed from a safe cut before it
+-- (macros/incremental/events.sql); the pre-hook deleted the events from that cut on.
 with
+
+{% if is_incremental() %}
+recompute as (
+
+    {{ cascade.event_recompute_from() }}
+
+),
+{% endif %}
 
 readings as (
 
-    select * from {{ ref('fct_glucose_readings') }}
-    where not is_sensor_error
+    select readings.*
+    from {{ ref('fct_glucose_readings') }} as readings
+    {% if is_incremental() %}
+    inner join recompute
+        on readings.site_id = recompute.site_id
+        and (
+            recompute.recompute_from_ms is null
+            or {{ cascade.epoch_ms('readings.event_at') }} >= recompute.recompute_from_ms
+        )
+    {% endif %}
+    where not readings.is_sensor_error
 
 ),
 
