@@ -163,16 +163,21 @@ class Settings(BaseSettings):
         raise ConfigurationError(f"no Nightscout site with id {site_id!r} is configured (known: {known})")
 
 
+def configuration_error(exc: ValidationError, what: str = "configuration") -> ConfigurationError:
+    """One message naming each bad variable and why; never the value (it may be a secret)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+        for err in exc.errors()
+    )
+    return ConfigurationError(f"invalid {what}: {problems}")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning validation errors into one clear message."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigurationError(f"invalid configuration: {problems}") from None
+        raise configuration_error(exc) from None
 
 
 @lru_cache(maxsize=1)

@@ -150,13 +150,9 @@ def load_stack_settings(**overrides: object) -> StackSettings:
     """Build stack settings from the environment; validation errors become one clear message."""
     from pydantic import ValidationError
 
-    from cascade.exceptions import ConfigurationError
+    from cascade.config import configuration_error
 
     try:
         return StackSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigurationError(f"invalid stack configuration: {problems}") from None
+        raise configuration_error(exc, "stack configuration") from None
