@@ -20,7 +20,7 @@ with
 
 day_offsets as (
 
-    select generated_number - 1 as day_offset
+    select cast(generated_number - 1 as {{ dbt.type_bigint() }}) as day_offset
     from ({{ dbt.generate_series(window_days) }}) as numbers
 
 ),

@@ -39,7 +39,7 @@ day_numbers as (
 
 spine as (
 
-    select cast({{ dbt.dateadd('day', 'day_numbers.generated_number - 1', 'bounds.first_date') }} as date) as date_day
+    select cast({{ dbt.dateadd('day', 'cast(day_numbers.generated_number - 1 as ' ~ dbt.type_bigint() ~ ')', 'bounds.first_date') }} as date) as date_day
     from bounds
     cross join day_numbers
     where day_numbers.generated_number - 1 <= {{ dbt.datediff('bounds.first_date', 'bounds.last_date', 'day') }}
