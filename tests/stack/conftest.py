@@ -14,11 +14,13 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cascade.config import Settings, SiteConfig, load_settings
+from cascade.source.fake.server import FakeNightscout
 from cascade.stack import StackSettings, down, load_stack_settings, up
 
 log = logging.getLogger("cascade.stack")
@@ -72,3 +74,23 @@ def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
     yield stack_settings
     if os.environ.get("CASCADE_TEST_STACK_KEEP") != "1":
         down(stack_settings)
+
+
+@pytest.fixture
+def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
+    """Settings of the `lakehouse` profile on the test stack, reading the given fake's sites, on `ref`."""
+
+    def build(home: Path, ns: FakeNightscout, ref: str) -> Settings:
+        return load_settings(
+            cascade_profile="lakehouse",
+            cascade_home=home,
+            nessie_uri=stack.nessie_uri,
+            nessie_ref=ref,
+            s3_endpoint=stack.s3_endpoint,
+            s3_access_key_id=stack.minio_root_user,
+            s3_secret_access_key=stack.minio_root_password,
+            s3_region=stack.s3_region,
+            nightscout_sites=[SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids],
+        )
+
+    return build

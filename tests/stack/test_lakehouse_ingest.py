@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pytest
 
-from cascade.config import Settings, SiteConfig, load_settings
+from cascade.config import Settings
 from cascade.doctor import run_checks
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
@@ -22,23 +23,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(18
 DAYS = 3
 
 
-def lakehouse(stack: StackSettings, home: Path, ns: FakeNightscout, ref: str) -> Settings:
-    return load_settings(
-        cascade_profile="lakehouse",
-        cascade_home=home,
-        nessie_uri=stack.nessie_uri,
-        nessie_ref=ref,
-        s3_endpoint=stack.s3_endpoint,
-        s3_access_key_id=stack.minio_root_user,
-        s3_secret_access_key=stack.minio_root_password,
-        s3_region=stack.s3_region,
-        nightscout_sites=[SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids],
-    )
-
-
-def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(stack: StackSettings, tmp_path: Path) -> None:
+def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(stack: StackSettings, lakehouse: Callable[..., Settings], tmp_path: Path) -> None:
     with FakeNightscout.synthetic(subjects=1, days=DAYS, seed=31).start() as ns:
-        settings = lakehouse(stack, tmp_path / "main", ns, "main")
+        settings = lakehouse(tmp_path / "main", ns, "main")
         assert all(check.ok for check in run_checks(settings) if check.name != "trino"), run_checks(settings)
         ingest(settings)
         expected = ns.stores["subject-01"].count("entries") - dirty_record_counts(DAYS)["rejectable_entries"]
@@ -67,9 +54,9 @@ def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(stack: StackS
     assert rows == [(expected,)]
 
 
-def test_dev_and_main_are_isolated(stack: StackSettings, tmp_path: Path) -> None:
+def test_dev_and_main_are_isolated(stack: StackSettings, lakehouse: Callable[..., Settings], tmp_path: Path) -> None:
     with FakeNightscout.synthetic(subjects=2, days=1, seed=32).start() as ns:
-        dev = lakehouse(stack, tmp_path / "dev", ns, "dev")
+        dev = lakehouse(tmp_path / "dev", ns, "dev")
         ingest(dev, site_ids=["subject-02"], collections=("treatments",))
     on_dev = load_lake_catalog(dev).load_table("raw.treatments").scan().to_arrow()
     assert pc.count_distinct(on_dev["site_id"]).as_py() >= 1
