@@ -17,7 +17,12 @@ from pathlib import Path
 import httpx
 from pyarrow import fs
 
-from cascade.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+from cascade.stack.process import (
+    ManagedProcess,
+    ProcessService,
+    StackError,
+    port_in_use,
+)
 from cascade.stack.settings import LAKE_BUCKET, LAKE_PREFIXES, StackSettings
 
 log = logging.getLogger("cascade.stack")
@@ -34,8 +39,9 @@ def _go() -> str:
     return found
 
 
-class MinIO:
+class MinIO(ProcessService):
     name = "minio"
+    label = "MinIO"
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -77,12 +83,6 @@ class MinIO:
         log.info("built MinIO in %.0fs: %s", time.monotonic() - started, self.binary)
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self.process.is_running()
-
-    def pid(self) -> int | None:
-        return self.process.pid()
-
     def healthy(self) -> bool:
         if not self.is_running():
             return False
@@ -126,20 +126,6 @@ class MinIO:
         }
         log.info("starting MinIO on %s", self.settings.s3_endpoint)
         self.process.start(argv, env=env, cwd=self.data_dir.parent)
-
-    def wait_healthy(self) -> None:
-        wait_until(
-            self.healthy,
-            timeout=self.settings.stack_start_timeout_seconds,
-            what="MinIO",
-            alive=self.is_running,
-            log_path=self.log_path,
-        )
-
-    def stop(self) -> bool:
-        if self.is_running():
-            log.info("stopping MinIO")
-        return self.process.stop(self.settings.stack_stop_timeout_seconds)
 
     # ---- provisioning --------------------------------------------------------------------------
     def filesystem(self) -> fs.S3FileSystem:

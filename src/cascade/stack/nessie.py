@@ -15,7 +15,12 @@ from typing import Any
 import httpx
 
 from cascade.stack.downloads import MavenArtifact, fetch_maven
-from cascade.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+from cascade.stack.process import (
+    ManagedProcess,
+    ProcessService,
+    StackError,
+    port_in_use,
+)
 from cascade.stack.settings import StackSettings
 
 log = logging.getLogger("cascade.stack")
@@ -30,8 +35,9 @@ def _java(java_home: Path) -> str:
     return str(java)
 
 
-class Nessie:
+class Nessie(ProcessService):
     name = "nessie"
+    label = "Nessie"
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -71,12 +77,6 @@ class Nessie:
             "QUARKUS_HTTP_HOST": s.stack_host,
             "QUARKUS_MANAGEMENT_HOST": s.stack_host,
         }
-
-    def is_running(self) -> bool:
-        return self.process.is_running()
-
-    def pid(self) -> int | None:
-        return self.process.pid()
 
     def healthy(self) -> bool:
         if not self.is_running():
@@ -126,20 +126,6 @@ class Nessie:
         }
         log.info("starting Nessie %s on %s", self.settings.nessie_version, self.settings.nessie_uri)
         self.process.start(argv, env=env, cwd=self.work_dir)
-
-    def wait_healthy(self) -> None:
-        wait_until(
-            self.healthy,
-            timeout=self.settings.stack_start_timeout_seconds,
-            what="Nessie",
-            alive=self.is_running,
-            log_path=self.log_path,
-        )
-
-    def stop(self) -> bool:
-        if self.is_running():
-            log.info("stopping Nessie")
-        return self.process.stop(self.settings.stack_stop_timeout_seconds)
 
     # ---- branches ------------------------------------------------------------------------------
     def reference(self, name: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,8 +17,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cascade.exceptions import CascadeError
+
+if TYPE_CHECKING:
+    from cascade.stack.settings import StackSettings
+
+log = logging.getLogger("cascade.stack")
 
 
 class StackError(CascadeError):
@@ -187,3 +194,38 @@ class ManagedProcess:
         except PermissionError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+
+
+class ProcessService:
+    """Lifecycle shared by the services the stack runs as one managed process (MinIO, Nessie,
+    Trino): running and pid from the pid file, waiting until healthy, stopping."""
+
+    label: str  # how messages name the service
+    health_interval: float = 0.5
+    settings: StackSettings
+    process: ManagedProcess
+    log_path: Path
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+    def wait_healthy(self) -> None:
+        wait_until(
+            self.healthy,
+            timeout=self.settings.stack_start_timeout_seconds,
+            what=self.label,
+            alive=self.is_running,
+            log_path=self.log_path,
+            interval=self.health_interval,
+        )
+
+    def stop(self) -> bool:
+        if self.is_running():
+            log.info("stopping %s", self.label)
+        return self.process.stop(self.settings.stack_stop_timeout_seconds)

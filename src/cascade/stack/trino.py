@@ -22,7 +22,12 @@ from typing import Any
 import httpx
 
 from cascade.stack.downloads import MavenArtifact, fetch_maven
-from cascade.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+from cascade.stack.process import (
+    ManagedProcess,
+    ProcessService,
+    StackError,
+    port_in_use,
+)
 from cascade.stack.settings import StackSettings
 
 log = logging.getLogger("cascade.stack")
@@ -82,8 +87,10 @@ def run_query(
             response = client.get(next_uri, headers=headers)
 
 
-class Trino:
+class Trino(ProcessService):
     name = "trino"
+    label = "Trino"
+    health_interval = 1.0
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -213,12 +220,6 @@ class Trino:
             )
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self.process.is_running()
-
-    def pid(self) -> int | None:
-        return self.process.pid()
-
     def info(self) -> dict[str, Any] | None:
         try:
             response = httpx.get(f"{self.settings.trino_uri}/v1/info", timeout=5)
@@ -268,21 +269,6 @@ class Trino:
         }
         log.info("starting Trino %s on %s", self.settings.trino_version, self.settings.trino_uri)
         self.process.start(argv, env=env, cwd=self.home)
-
-    def wait_healthy(self) -> None:
-        wait_until(
-            self.healthy,
-            timeout=self.settings.stack_start_timeout_seconds,
-            what="Trino",
-            alive=self.is_running,
-            log_path=self.log_path,
-            interval=1.0,
-        )
-
-    def stop(self) -> bool:
-        if self.is_running():
-            log.info("stopping Trino")
-        return self.process.stop(self.settings.stack_stop_timeout_seconds)
 
     def provision(self) -> None:
         """Nothing to create: the catalogs come from deploy/config/trino/catalog."""
