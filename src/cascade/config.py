@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr = SecretStr("cascade")
     s3_secret_access_key: SecretStr = SecretStr("cascade-minio-secret")
     s3_region: str = "us-east-1"
+    # dbt builds through Trino on this profile: catalog `iceberg` is Nessie's main, `iceberg_dev`
+    # its dev branch (deploy/config/trino/catalog). TRINO_PORT is also the local stack's port.
+    trino_host: str = "127.0.0.1"
+    trino_port: int = Field(default=8080, ge=1, le=65535)
+    trino_user: str = "cascade"
 
     # `cascade publish`: the marts copied into PostgreSQL for BI (see docs/PUBLISH.md).
     marts_database_url: SecretStr | None = None

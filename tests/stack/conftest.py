@@ -90,6 +90,8 @@ def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
             s3_access_key_id=stack.minio_root_user,
             s3_secret_access_key=stack.minio_root_password,
             s3_region=stack.s3_region,
+            trino_host=stack.stack_host,
+            trino_port=stack.trino_port,
             nightscout_sites=[SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids],
         )
 

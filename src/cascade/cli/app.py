@@ -195,7 +195,7 @@ def _stage_callback(progress: Progress) -> Any:
     def on_stage(stage: str) -> None:
         for task in current:
             progress.update(task, total=1, completed=1)
-        label = {"transform": "dbt build (bronze → silver → gold → marts) and write-back to the lake",
+        label = {"transform": "dbt build (bronze → silver → gold → marts)",
                  "generate": "generating synthetic people", "ingest": "ingest", "report": "AGP reports"}
         current[:] = [progress.add_task(label.get(stage, stage), total=None)] if stage != "ingest" else []
 
@@ -209,13 +209,13 @@ def transform(
 ) -> None:
     """Build the dbt project (bronze → silver → gold → marts) over the raw tables, with its tests.
 
-    Every built model is written back to the lake as an Iceberg table (silver.*, gold.*, marts.*); tables whose content did not change get no new snapshot. A failing model or test stops the run and names itself.
+    Every built model becomes an Iceberg table of the lake (silver.*, gold.*, marts.*). On the local profile dbt runs on DuckDB and the tables are written back (unchanged ones get no new snapshot); on the lakehouse profile dbt runs on Trino and writes to the Nessie branch NESSIE_REF (main: target prod, dev: target dev). A failing model or test stops the run and names itself.
     """
     from cascade.transform.runner import transform as run_transform
 
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=errors) as progress:
-            progress.add_task("dbt build and write-back", total=None)
+            progress.add_task("dbt build", total=None)
             result = run_transform(get_settings(), select=select, full_refresh=full_refresh)
     except CascadeError as exc:
         raise _fail(exc) from None

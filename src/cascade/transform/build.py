@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from cascade.exceptions import TransformError
-from cascade.transform.workspace import Workspace
 
 # Statuses dbt reports for nodes that did not do their job.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
-DEFAULT_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -47,16 +45,26 @@ class NodeResult:
         )
 
 
+@dataclass(frozen=True)
+class DbtTarget:
+    """Where one `dbt build` runs: a profiles.yml output, the variables it reads, artifact paths."""
+
+    name: str  # the profiles.yml output: local (DuckDB), dev or prod (Trino)
+    environment: dict[str, str]
+    target_dir: Path
+    log_dir: Path
+
+
+def dbt_threads(threads: int | None, default: int) -> str:
+    return str(threads or int(os.environ.get("CASCADE_DBT_THREADS", default)))
+
+
 @contextmanager
-def dbt_environment(workspace: Workspace, threads: int | None = None) -> Iterator[None]:
+def dbt_environment(target: DbtTarget) -> Iterator[None]:
     """The variables profiles.yml reads, set for one invocation and restored afterwards."""
     values = {
-        "CASCADE_DBT_TARGET": "local",
-        "CASCADE_DUCKDB_PATH": str(workspace.database),
-        "CASCADE_DUCKDB_EXTENSION_DIR": str(workspace.extension_dir),
-        "CASCADE_DBT_THREADS": str(
-            threads or int(os.environ.get("CASCADE_DBT_THREADS", DEFAULT_THREADS))
-        ),
+        **target.environment,
+        "CASCADE_DBT_TARGET": target.name,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }
@@ -74,7 +82,7 @@ def dbt_environment(workspace: Workspace, threads: int | None = None) -> Iterato
 
 def build_args(
     project: Path,
-    workspace: Workspace,
+    target: DbtTarget,
     *,
     select: Sequence[str] | None,
     full_refresh: bool,
@@ -87,11 +95,11 @@ def build_args(
         "--profiles-dir",
         str(project),
         "--target",
-        "local",
+        target.name,
         "--target-path",
-        str(workspace.dbt_target_dir),
+        str(target.target_dir),
         "--log-path",
-        str(workspace.dbt_log_dir),
+        str(target.log_dir),
         "--log-level-file",
         "info",
         "--quiet",
@@ -164,20 +172,19 @@ def release_duckdb() -> None:
 
 def run_build(
     project: Path,
-    workspace: Workspace,
+    target: DbtTarget,
     *,
     select: Sequence[str] | None = None,
     full_refresh: bool = False,
     unit_tests: bool = False,
-    threads: int | None = None,
 ) -> list[NodeResult]:
     """`dbt build`; the per-node results, or TransformError naming what failed and why."""
     from dbt.cli.main import dbtRunner  # imported lazily: dbt is heavy to import
 
     args = build_args(
-        project, workspace, select=select, full_refresh=full_refresh, unit_tests=unit_tests
+        project, target, select=select, full_refresh=full_refresh, unit_tests=unit_tests
     )
-    with dbt_environment(workspace, threads):
+    with dbt_environment(target):
         try:
             outcome = dbtRunner().invoke(args)
         finally:
@@ -194,6 +201,6 @@ def run_build(
         raise TransformError(f"dbt build failed: {outcome.exception}")
     if not outcome.success:
         raise TransformError(
-            f"dbt build failed without a node error; see the dbt log in {workspace.dbt_log_dir}"
+            f"dbt build failed without a node error; see the dbt log in {target.log_dir}"
         )
     return nodes

@@ -1,4 +1,7 @@
-"""`transform()`: raw Iceberg tables -> dbt on DuckDB -> silver/gold/marts Iceberg tables.
+"""`transform()`: raw Iceberg tables -> dbt -> silver/gold/marts Iceberg tables, on either engine.
+
+The `lakehouse` profile builds through Trino straight into Nessie (see `cascade.transform.trino`).
+The `local` profile builds on DuckDB and writes back:
 
 1. Prepare the working DuckDB database (`CASCADE_HOME/transform.duckdb`): install the avro and
    iceberg extensions from their wheels, point schema `raw` at the current raw snapshots.
@@ -20,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cascade.config import Settings
+from cascade.config import Profile, Settings
 from cascade.lake.catalog import load_lake_catalog
+from cascade.transform import trino
 from cascade.transform.build import NodeResult, run_build
 from cascade.transform.project import project_dir, project_fingerprint
 from cascade.transform.workspace import (
@@ -35,7 +39,7 @@ from cascade.transform.workspace import (
 )
 from cascade.transform.writeback import TableWrite, write_table
 
-WRITE_BACK_LAYERS = ("silver", "gold", "marts")
+LAKE_LAYERS = ("silver", "gold", "marts")
 WRITE_BACK_MATERIALIZATIONS = frozenset({"table", "incremental"})
 
 
@@ -46,8 +50,9 @@ class TransformResult:
     run_id: str
     nodes: tuple[NodeResult, ...]
     tables: tuple[TableWrite, ...]
-    duckdb_path: Path
+    engine: str  # "duckdb" (local profile) or "trino" (lakehouse)
     full_refresh: bool
+    duckdb_path: Path | None = None  # the DuckDB working copy, on the local profile
     raw_snapshots: dict[str, int | None] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -73,17 +78,18 @@ class TransformResult:
             f"{len(self.models)} models, {len(self.tests)} tests passed"
             f"{f' ({len(self.warnings)} warnings)' if self.warnings else ''}; "
             f"{len(self.committed)} of {len(self.tables)} lake tables changed "
-            f"({self.seconds:.1f}s{', full refresh' if self.full_refresh else ''})"
+            f"({self.engine}, {self.seconds:.1f}s{', full refresh' if self.full_refresh else ''})"
         )
 
 
-def _write_back_nodes(nodes: Sequence[NodeResult]) -> list[NodeResult]:
+def _lake_models(nodes: Sequence[NodeResult]) -> list[NodeResult]:
+    """The built models that are lake tables of their own: silver, gold and marts tables."""
     return [
         n
         for n in nodes
         if n.resource_type == "model"
         and n.status == "success"
-        and n.schema in WRITE_BACK_LAYERS
+        and n.schema in LAKE_LAYERS
         and n.materialized in WRITE_BACK_MATERIALIZATIONS
     ]
 
@@ -96,13 +102,32 @@ def transform(
     unit_tests: bool = False,
     threads: int | None = None,
 ) -> TransformResult:
-    """Build the dbt project over the lake's raw tables and write the results back to the lake.
+    """Build the dbt project over the lake's raw tables into silver, gold and marts lake tables.
 
     `select` takes dbt selectors (`fct_glucose_readings+`, `tag:x`, `path:models/gold`);
     `full_refresh` rebuilds incremental models from scratch (the result is the same, by design);
     `unit_tests` also runs the project's dbt unit tests (CI does; a scheduled run need not).
     A change to the dbt project itself (models, macros) triggers a full refresh automatically.
+    The profile picks the engine: DuckDB plus write-back (`local`), Trino on NESSIE_REF (`lakehouse`).
     """
+    on_engine = (
+        _transform_on_trino
+        if settings.cascade_profile is Profile.LAKEHOUSE
+        else _transform_on_duckdb
+    )
+    return on_engine(
+        settings, select=select, full_refresh=full_refresh, unit_tests=unit_tests, threads=threads
+    )
+
+
+def _transform_on_duckdb(
+    settings: Settings,
+    *,
+    select: list[str] | None,
+    full_refresh: bool,
+    unit_tests: bool,
+    threads: int | None,
+) -> TransformResult:
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     project = project_dir()
@@ -121,11 +146,10 @@ def transform(
 
     nodes = run_build(
         project,
-        workspace,
+        workspace.dbt_target(threads),
         select=select,
         full_refresh=full_refresh,
         unit_tests=unit_tests,
-        threads=threads,
     )
 
     con = workspace.connect()
@@ -142,7 +166,7 @@ def transform(
                 node_id=node.unique_id,
                 snapshot_properties=summary,
             )
-            for node in sorted(_write_back_nodes(nodes), key=lambda n: (n.schema or "", n.name))
+            for node in sorted(_lake_models(nodes), key=lambda n: (n.schema or "", n.name))
         ]
     finally:
         con.close()
@@ -151,7 +175,44 @@ def transform(
         run_id=run_id,
         nodes=tuple(nodes),
         tables=tuple(writes),
+        engine="duckdb",
+        full_refresh=full_refresh,
         duckdb_path=workspace.database,
+        raw_snapshots=raw_snapshots,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _transform_on_trino(
+    settings: Settings,
+    *,
+    select: list[str] | None,
+    full_refresh: bool,
+    unit_tests: bool,
+    threads: int | None,
+) -> TransformResult:
+    started = time.monotonic()
+    target = trino.trino_target(settings, threads)
+    trino.check_trino(settings)
+    project = project_dir()
+    catalog = load_lake_catalog(settings)
+    definition = project_fingerprint(project)
+
+    raw_snapshots = trino.ensure_raw_tables(catalog)
+    before = trino.lake_snapshots(catalog, LAKE_LAYERS)
+    if trino.project_changed(catalog, LAKE_LAYERS, definition):
+        full_refresh = True  # the models changed: incremental state may not match them
+
+    nodes = run_build(
+        project, target, select=select, full_refresh=full_refresh, unit_tests=unit_tests
+    )
+    models = _lake_models(nodes)
+    trino.record_project(catalog, models, definition)
+    return TransformResult(
+        run_id=uuid.uuid4().hex,
+        nodes=tuple(nodes),
+        tables=tuple(trino.built_tables(catalog, models, before)),
+        engine="trino",
         full_refresh=full_refresh,
         raw_snapshots=raw_snapshots,
         seconds=time.monotonic() - started,

@@ -25,6 +25,7 @@ from cascade.config import Settings
 from cascade.exceptions import TransformError
 from cascade.lake.schemas import RAW_COLLECTIONS, RAW_NAMESPACE, raw_schema
 from cascade.serve.duck import EXTENSIONS, extension_path, quote
+from cascade.transform.build import DbtTarget, dbt_threads
 
 STATE_SCHEMA = "_cascade"
 STATE_TABLE = f"{STATE_SCHEMA}.transform_state"
@@ -57,6 +58,19 @@ class Workspace:
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
+
+    def dbt_target(self, threads: int | None = None) -> DbtTarget:
+        """profiles.yml's `local` output: dbt-duckdb on this working database."""
+        return DbtTarget(
+            name="local",
+            environment={
+                "CASCADE_DUCKDB_PATH": str(self.database),
+                "CASCADE_DUCKDB_EXTENSION_DIR": str(self.extension_dir),
+                "CASCADE_DBT_THREADS": dbt_threads(threads, default=4),
+            },
+            target_dir=self.dbt_target_dir,
+            log_dir=self.dbt_log_dir,
+        )
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         self.database.parent.mkdir(parents=True, exist_ok=True)

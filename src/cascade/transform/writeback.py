@@ -57,7 +57,7 @@ class TableWrite:
     rows: int
     committed: bool
     snapshot_id: int | None
-    fingerprint: str
+    fingerprint: str = ""  # DuckDB write-back only: the content fingerprint the table carries
     recreated: bool = False
     partial: bool = False  # only the changed (site, date) groups were replaced
     replaced_rows: int = 0  # rows written by the commit
