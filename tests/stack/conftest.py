@@ -21,7 +21,7 @@ import pytest
 
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.source.fake.server import FakeNightscout
-from cascade.stack import StackSettings, down, load_stack_settings, up
+from cascade.stack import StackSettings, down, load_stack_settings, trino_query, up
 
 log = logging.getLogger("cascade.stack")
 
@@ -76,7 +76,7 @@ def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
         down(stack_settings)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
     """Settings of the `lakehouse` profile on the test stack, reading the given fake's sites, on `ref`."""
 
@@ -96,3 +96,22 @@ def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
         )
 
     return build
+
+
+#: Trino catalog bound to each Nessie branch (deploy/config/trino/catalog).
+TRINO_CATALOGS = {"main": "iceberg", "dev": "iceberg_dev"}
+# `_cascade`: the dbt project's incremental bookkeeping tables (e.g. glycemic events' day versions).
+CASCADE_NAMESPACES = ("raw", "bronze", "silver", "gold", "marts", "_cascade")
+
+
+@pytest.fixture(scope="session")
+def empty_branch(stack: StackSettings) -> Callable[[str], None]:
+    """Drop every table and view Cascade writes on a branch, so a test starts from nothing there."""
+
+    def empty(ref: str) -> None:
+        for namespace in CASCADE_NAMESPACES:
+            trino_query(
+                stack.trino_uri, f"drop schema if exists {TRINO_CATALOGS[ref]}.{namespace} cascade"
+            )
+
+    return empty

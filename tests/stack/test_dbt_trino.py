@@ -1,4 +1,4 @@
-"""The same dbt project, unchanged, on Trino over Nessie (target `dev` → catalog iceberg_dev)."""
+"""`transform()` on the lakehouse profile: the same dbt project, built by Trino on Nessie's `dev`."""
 
 from __future__ import annotations
 
@@ -6,33 +6,72 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from dbt.cli.main import dbtRunner
 
 from cascade.config import Settings
+from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.source.fake.server import FakeNightscout
 from cascade.stack import StackSettings, trino_query
-from cascade.transform.project import project_dir
+from cascade.transform import transform
+from cascade.transform.trino import PROJECT_PROPERTY
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]
 
+INCREMENTAL = {
+    "silver.fct_glucose_readings",
+    "gold.glucose_metrics_daily",
+    "gold.glucose_metrics_14d",
+    "gold.agp_percentiles",
+    "gold.glycemic_events",
+}
 
-def test_dbt_builds_and_tests_every_model_on_trino(
-    stack: StackSettings, lakehouse: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+
+def test_the_project_builds_on_trino_on_dev_then_runs_incrementally(
+    stack: StackSettings,
+    lakehouse: Callable[..., Settings],
+    empty_branch: Callable[[str], None],
+    tmp_path: Path,
 ) -> None:
+    empty_branch("dev")
     with FakeNightscout.synthetic(subjects=1, days=15, seed=41).start() as ns:
-        ingest(lakehouse(tmp_path / "dev", ns, "dev"))
-    monkeypatch.setenv("TRINO_HOST", stack.stack_host)
-    monkeypatch.setenv("TRINO_PORT", str(stack.trino_port))
-    monkeypatch.setenv("CASCADE_DUCKDB_PATH", str(tmp_path / "unused.duckdb"))
-    monkeypatch.setenv("CASCADE_DUCKDB_EXTENSION_DIR", str(tmp_path))
-    project = str(project_dir())
-    for _ in range(2):  # a full build, then the incremental path on the same tables
-        result = dbtRunner().invoke(["build", "--project-dir", project, "--profiles-dir", project, "--target", "dev",
-                                     "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")])
-        failed = [r.node.name for r in (result.result or []) if r.status in ("error", "fail")]
-        assert result.success and not failed, failed or result.exception
-    overview = trino_query(stack.trino_uri, "select site_id, tir_pct + tbr_pct + tar_pct from iceberg_dev.marts.mrt_glucose_overview")
+        settings = lakehouse(tmp_path / "dev", ns, "dev")
+        ingest(settings)
+
+    first = transform(settings)
+    assert first.engine == "trino" and first.duckdb_path is None
+    assert {t.identifier for t in first.tables} >= INCREMENTAL | {"marts.mrt_glucose_overview"}
+    assert all(t.committed and t.rows > 0 for t in first.tables)
+    assert len(first.tests) > 100 and not any(n.failed for n in first.nodes)
+
+    # The tables are on dev (catalog iceberg_dev), daily partitions for readings.
+    overview = trino_query(
+        stack.trino_uri,
+        "select site_id, tir_pct + tbr_pct + tar_pct from iceberg_dev.marts.mrt_glucose_overview",
+    )
     assert [row[0] for row in overview] == ["subject-01"]
     assert abs(overview[0][1] - 100) < 0.01
-    assert trino_query(stack.trino_uri, "select count(*) from iceberg_dev.gold.agp_percentiles")[0][0] > 0
+    partitions, days = trino_query(
+        stack.trino_uri,
+        'select (select count(*) from iceberg_dev.silver."fct_glucose_readings$partitions"), '
+        "count(distinct date(event_at)) from iceberg_dev.silver.fct_glucose_readings",
+    )[0]
+    assert partitions == days >= 15
+
+    # No new data: the incremental models add no snapshot; the table models are rebuilt.
+    second = transform(settings)
+    assert not second.full_refresh
+    unchanged = {t.identifier for t in second.tables if not t.committed}
+    assert unchanged == INCREMENTAL
+    rows = {t.identifier: t.rows for t in first.tables}
+    assert {t.identifier: t.rows for t in second.tables} == rows
+
+    # The incremental tables carry the project definition that built them; another one means
+    # the models changed, and the next run rebuilds them from scratch.
+    readings = load_lake_catalog(settings).load_table("silver.fct_glucose_readings")
+    assert readings.properties[PROJECT_PROPERTY]
+    with readings.transaction() as tx:
+        tx.set_properties({PROJECT_PROPERTY: "an older definition"})
+    third = transform(settings, select=["fct_glucose_readings"])
+    assert third.full_refresh
+    assert [t.identifier for t in third.tables] == ["silver.fct_glucose_readings"]
+    assert third.tables[0].committed and third.tables[0].rows == rows["silver.fct_glucose_readings"]

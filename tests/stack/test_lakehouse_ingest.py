@@ -23,7 +23,11 @@ pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(18
 DAYS = 3
 
 
-def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(stack: StackSettings, lakehouse: Callable[..., Settings], tmp_path: Path) -> None:
+def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(
+    stack: StackSettings, lakehouse: Callable[..., Settings], empty_branch: Callable[[str], None], tmp_path: Path
+) -> None:
+    empty_branch("main")
+    empty_branch("dev")
     with FakeNightscout.synthetic(subjects=1, days=DAYS, seed=31).start() as ns:
         settings = lakehouse(tmp_path / "main", ns, "main")
         assert all(check.ok for check in run_checks(settings) if check.name != "trino"), run_checks(settings)

@@ -20,6 +20,7 @@ import httpx
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Summary
 
 from cascade.config import Settings
 from cascade.exceptions import TransformError
@@ -126,6 +127,14 @@ def record_project(catalog: Catalog, nodes: Sequence[NodeResult], definition: st
                 tx.set_properties({PROJECT_PROPERTY: definition})
 
 
+def _live_rows(summary: Summary | None) -> int:
+    """Rows a snapshot holds: Trino's DELETE (dbt-trino's delete+insert) writes position deletes,
+    which `total-records` (the data files' rows) still counts."""
+    if summary is None:
+        return 0
+    return int(summary.get("total-records", 0)) - int(summary.get("total-position-deletes", 0))
+
+
 def built_tables(
     catalog: Catalog, nodes: Sequence[NodeResult], before: dict[str, int | None]
 ) -> list[TableWrite]:
@@ -136,8 +145,7 @@ def built_tables(
         table = catalog.load_table(node.relation)
         snapshot = table.current_snapshot()
         snapshot_id = snapshot.snapshot_id if snapshot is not None else None
-        summary = snapshot.summary if snapshot is not None else None
-        rows = int(summary.get("total-records", 0)) if summary is not None else 0
+        rows = _live_rows(snapshot.summary) if snapshot is not None else 0
         writes.append(
             TableWrite(
                 identifier=node.relation,
