@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cascade.config import Settings, SiteConfig, load_settings
@@ -115,3 +116,19 @@ def empty_branch(stack: StackSettings) -> Callable[[str], None]:
             )
 
     return empty
+
+
+@pytest.fixture(scope="session")
+def fresh_main_and_dev(stack: StackSettings, empty_branch: Callable[[str], None]) -> Callable[[], None]:
+    """Empty `main`, then point `dev` at main's head: both start from nothing, and dev's work
+    merges into main without conflicts (write-audit-publish from a clean slate)."""
+
+    def reset() -> None:
+        empty_branch("main")
+        api = f"{stack.nessie_uri}/api/v2/trees"
+        main = httpx.get(f"{api}/main").json()["reference"]
+        dev = httpx.get(f"{api}/dev").json()["reference"]
+        assigned = httpx.put(f"{api}/dev@{dev['hash']}", json=main)
+        assert assigned.status_code in (200, 204), assigned.text
+
+    return reset

@@ -1,4 +1,5 @@
-"""`transform()` on the lakehouse profile: the same dbt project, built by Trino on Nessie's `dev`."""
+"""`transform()` on the lakehouse profile: the same dbt project, built by Trino on Nessie's `main`
+(dbt target `prod`, Trino catalog `iceberg`)."""
 
 from __future__ import annotations
 
@@ -26,34 +27,35 @@ INCREMENTAL = {
 }
 
 
-def test_the_project_builds_on_trino_on_dev_then_runs_incrementally(
+def test_the_project_builds_on_trino_on_main_then_runs_incrementally(
     stack: StackSettings,
     lakehouse: Callable[..., Settings],
     empty_branch: Callable[[str], None],
     tmp_path: Path,
 ) -> None:
-    empty_branch("dev")
+    empty_branch("main")
     with FakeNightscout.synthetic(subjects=1, days=15, seed=41).start() as ns:
-        settings = lakehouse(tmp_path / "dev", ns, "dev")
+        settings = lakehouse(tmp_path / "main", ns, "main")
         ingest(settings)
 
     first = transform(settings)
     assert first.engine == "trino" and first.duckdb_path is None
+    assert (tmp_path / "main" / "dbt" / "prod" / "target" / "run_results.json").is_file()
     assert {t.identifier for t in first.tables} >= INCREMENTAL | {"marts.mrt_glucose_overview"}
     assert all(t.committed and t.rows > 0 for t in first.tables)
     assert len(first.tests) > 100 and not any(n.failed for n in first.nodes)
 
-    # The tables are on dev (catalog iceberg_dev), daily partitions for readings.
+    # The tables are on main (catalog iceberg), daily partitions for readings.
     overview = trino_query(
         stack.trino_uri,
-        "select site_id, tir_pct + tbr_pct + tar_pct from iceberg_dev.marts.mrt_glucose_overview",
+        "select site_id, tir_pct + tbr_pct + tar_pct from iceberg.marts.mrt_glucose_overview",
     )
     assert [row[0] for row in overview] == ["subject-01"]
     assert abs(overview[0][1] - 100) < 0.01
     partitions, days = trino_query(
         stack.trino_uri,
-        'select (select count(*) from iceberg_dev.silver."fct_glucose_readings$partitions"), '
-        "count(distinct date(event_at)) from iceberg_dev.silver.fct_glucose_readings",
+        'select (select count(*) from iceberg.silver."fct_glucose_readings$partitions"), '
+        "count(distinct date(event_at)) from iceberg.silver.fct_glucose_readings",
     )[0]
     assert partitions == days >= 15
 

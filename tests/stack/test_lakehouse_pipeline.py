@@ -2,8 +2,9 @@
 
 One fake Nightscout feeds two runs:
 - embedded: `local` profile, `run_pipeline` → dbt on DuckDB → write-back to the local lake;
-- lakehouse: `cascade run` (a subprocess, as a person runs it) on the `lakehouse` profile →
-  Nessie `main` on MinIO → dbt-trino, then `cascade publish` → PostgreSQL.
+- lakehouse, write-audit-publish as a person runs it (subprocesses): `NESSIE_REF=dev cascade run
+  --promote` on the `lakehouse` profile → Nessie `dev` on MinIO → dbt-trino and its tests → one
+  Nessie merge into `main`; then `cascade publish` from `main` → PostgreSQL.
 
 Every silver, gold and mart table must be the same on both engines, row by row, and the marts in
 PostgreSQL must be the embedded lake's marts. Floating point: each number within a relative
@@ -160,24 +161,29 @@ def lakehouse_run(
     nightscout: FakeNightscout,
     stack: StackSettings,
     lakehouse: Callable[..., Settings],
-    empty_branch: Callable[[str], None],
+    fresh_main_and_dev: Callable[[], None],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Settings, str]:
-    """`cascade run` on Nessie main through Trino; the settings and what the command printed."""
-    empty_branch("main")
-    settings = lakehouse(tmp_path_factory.mktemp("lakehouse"), nightscout, "main")
-    result = _cascade("run", env=_environment(settings, stack))
-    return settings, result.stdout
+    """`cascade run --promote` on dev through Trino; settings on main and what the command printed."""
+    fresh_main_and_dev()
+    home = tmp_path_factory.mktemp("lakehouse")
+    on_dev = lakehouse(home, nightscout, "dev")
+    result = _cascade("run", "--promote", env=_environment(on_dev, stack))
+    return on_dev.model_copy(update={"nessie_ref": "main"}), result.stdout
 
 
-def test_cascade_run_on_the_lakehouse_ingests_builds_and_tests_on_trino(
+def test_cascade_run_on_the_lakehouse_builds_on_dev_and_promotes_into_main(
     lakehouse_run: tuple[Settings, str],
 ) -> None:
     settings, printed = lakehouse_run
     assert "run ok" in printed and "(trino," in printed
     assert "tests passed" in printed
-    catalog = load_lake_catalog(settings)
+    assert "promote ok: merged dev @" in printed
+    catalog = load_lake_catalog(settings)  # main
+    dev = load_lake_catalog(settings.model_copy(update={"nessie_ref": "dev"}))
     assert catalog.load_table("raw.entries").current_snapshot() is not None
+    for name in ("raw.entries", "silver.fct_glucose_readings", "marts.mrt_agp"):
+        assert catalog.load_table(name).metadata_location == dev.load_table(name).metadata_location
     marts = {".".join(t) for t in catalog.list_tables("marts")}
     assert marts == {
         "marts.mrt_agp",

@@ -196,7 +196,8 @@ def _stage_callback(progress: Progress) -> Any:
         for task in current:
             progress.update(task, total=1, completed=1)
         label = {"transform": "dbt build (bronze → silver → gold → marts)",
-                 "generate": "generating synthetic people", "ingest": "ingest", "report": "AGP reports"}
+                 "generate": "generating synthetic people", "ingest": "ingest", "report": "AGP reports",
+                 "promote": "merging into main (Nessie)"}
         current[:] = [progress.add_task(label.get(stage, stage), total=None)] if stage != "ingest" else []
 
     return on_stage
@@ -226,18 +227,42 @@ def transform(
 def run(
     site: Annotated[list[str] | None, typer.Option("--site", help="Only these sites (repeatable).")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")] = False,
+    promote: Annotated[bool, typer.Option("--promote", help="Lakehouse: when every test passed, merge NESSIE_REF (e.g. dev) into main, atomically.")] = False,
 ) -> None:
-    """The whole job: ingest every site, then build and test every dbt model. Stops at the first failure and says which step, model or test failed and why."""
+    """The whole job: ingest every site, then build and test every dbt model. Stops at the first failure and says which step, model or test failed and why.
+
+    On the lakehouse profile, `NESSIE_REF=dev cascade run --promote` is write-audit-publish: everything lands and is tested on dev, and main receives it in one Nessie merge only if the whole run passed.
+    """
     from cascade.pipeline import run_pipeline
 
     try:
         with _progress() as progress:
-            result = run_pipeline(get_settings(), site_ids=site, full_refresh=full_refresh,
+            result = run_pipeline(get_settings(), site_ids=site, full_refresh=full_refresh, promote_to_main=promote,
                                   on_ingest_progress=_ingest_callback(progress), on_stage=_stage_callback(progress))
     except CascadeError as exc:
         raise _fail(exc) from None
     loaded = sum(r.inserted + r.replaced for r in result.loads)
     console.print(f"[green]run ok[/]: {loaded:,} records ingested or updated; {result.transform.summary()}")
+    if result.promotion is not None:
+        console.print(f"[green]promote ok[/]: {result.promotion.summary()}")
+
+
+@app.command("promote")
+def promote_branch(
+    source: Annotated[str | None, typer.Option("--from", help="The branch to merge; default NESSIE_REF.")] = None,
+    target: Annotated[str, typer.Option("--into", help="The branch that receives it.")] = "main",
+) -> None:
+    """Merge a Nessie branch (default NESSIE_REF, e.g. dev) into main in one atomic commit (lakehouse profile).
+
+    The write-audit-publish step: build and test on dev (`NESSIE_REF=dev cascade run`), then promote, then `cascade publish` from main. Nessie refuses, and nothing is merged, when main changed the same tables since.
+    """
+    from cascade.lake.branches import promote
+
+    try:
+        promotion = promote(get_settings(), source=source, target=target)
+    except CascadeError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]promote ok[/]: {promotion.summary()}")
 
 
 def _pct(value: Any) -> str:

@@ -22,7 +22,8 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
 from cascade.config import Profile, Settings
-from cascade.exceptions import CascadeError
+from cascade.exceptions import CascadeError, LakeError
+from cascade.lake.branches import branch_hash
 from cascade.lake.catalog import load_lake_catalog
 
 log = logging.getLogger("cascade.publish")
@@ -90,33 +91,11 @@ def check_ref(settings: Settings) -> None:
 def nessie_reference_hash(
     settings: Settings, ref: str = PUBLISH_REF, *, client: httpx.Client | None = None
 ) -> str:
-    """The commit hash `ref` points at (GET {NESSIE_URI}/api/v2/trees/{ref})."""
-    url = f"{settings.nessie_uri.rstrip('/')}/api/v2/trees/{ref}"
-    own = client is None
-    http = client or httpx.Client(timeout=30.0)
+    """The commit hash `ref` points at; a PublishError when Nessie cannot say."""
     try:
-        response = http.get(url)
-    except httpx.HTTPError as exc:
-        raise PublishError(
-            f"cannot reach Nessie at {settings.nessie_uri} to read branch {ref!r}: {type(exc).__name__}; "
-            "is the stack up (`cascade stack up`)?"
-        ) from None
-    finally:
-        if own:
-            http.close()
-    if response.status_code == 404:
-        raise PublishError(f"Nessie at {settings.nessie_uri} has no branch {ref!r}")
-    if response.status_code != 200:
-        raise PublishError(
-            f"Nessie at {settings.nessie_uri} answered {response.status_code} for branch {ref!r}"
-        )
-    try:
-        reference = response.json()["reference"]
-        return str(reference["hash"])
-    except (ValueError, KeyError, TypeError):
-        raise PublishError(
-            f"Nessie at {settings.nessie_uri} sent an unexpected answer for branch {ref!r}"
-        ) from None
+        return branch_hash(settings, ref, client=client)
+    except LakeError as exc:
+        raise PublishError(str(exc)) from None
 
 
 def expected_marts(project: Path | None) -> list[str]:

@@ -1,0 +1,101 @@
+"""Promoting one Nessie branch into another (`cascade promote`), on the stack's real Nessie."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from cascade.config import Profile, Settings, load_settings
+from cascade.exceptions import LakeError
+from cascade.lake.branches import branch_hash, promote
+from cascade.lake.catalog import load_lake_catalog
+from cascade.stack import StackSettings
+
+pytestmark = [pytest.mark.stack, pytest.mark.integration]
+
+ROWS = pa.table({"reading": pa.array([100, 180], pa.int64())})
+
+
+@pytest.fixture
+def branches(stack: StackSettings) -> Callable[[], tuple[Settings, Settings]]:
+    """Two new branches from main's head: (settings on the source, settings on the target)."""
+
+    def create() -> tuple[Settings, Settings]:
+        api = f"{stack.nessie_uri}/api/v2/trees"
+        main = httpx.get(f"{api}/main").json()["reference"]
+        made = []
+        for role in ("source", "target"):
+            name = f"{role}-{uuid.uuid4().hex[:8]}"
+            created = httpx.post(api, params={"name": name, "type": "BRANCH"}, json=main)
+            assert created.status_code == 200, created.text
+            made.append(
+                load_settings(
+                    cascade_profile="lakehouse",
+                    nessie_uri=stack.nessie_uri,
+                    nessie_ref=name,
+                    s3_endpoint=stack.s3_endpoint,
+                    s3_access_key_id=stack.minio_root_user,
+                    s3_secret_access_key=stack.minio_root_password,
+                    s3_region=stack.s3_region,
+                )
+            )
+        return made[0], made[1]
+
+    return create
+
+
+def _write(settings: Settings, name: str = "scratch.readings") -> None:
+    catalog = load_lake_catalog(settings)
+    catalog.create_namespace_if_not_exists("scratch")
+    table = catalog.create_table_if_not_exists(name, schema=ROWS.schema)
+    table.append(ROWS)
+
+
+def test_promote_merges_every_table_at_once_and_twice_is_a_no_op(
+    branches: Callable[[], tuple[Settings, Settings]],
+) -> None:
+    source, target = branches()
+    _write(source, "scratch.readings")
+    _write(source, "scratch.events")
+
+    promotion = promote(source, target=target.nessie_ref)
+
+    assert promotion.applied
+    assert promotion.target_hash == branch_hash(target, target.nessie_ref)
+    assert set(promotion.tables) >= {"scratch.readings", "scratch.events"}
+    on_target = load_lake_catalog(target).load_table("scratch.readings")
+    on_source = load_lake_catalog(source).load_table("scratch.readings")
+    assert on_target.metadata_location == on_source.metadata_location
+    assert on_target.scan().to_arrow().num_rows == 2
+
+    again = promote(source, target=target.nessie_ref)
+    assert not again.applied and "nothing to merge" in again.summary()
+
+
+def test_a_conflict_merges_nothing_and_says_why(
+    branches: Callable[[], tuple[Settings, Settings]],
+) -> None:
+    source, target = branches()
+    _write(source)
+    _write(target)  # the same table written on both sides
+    before = branch_hash(target, target.nessie_ref)
+
+    with pytest.raises(LakeError, match=r"\(409\).*scratch\.readings.*Nothing was merged"):
+        promote(source, target=target.nessie_ref)
+
+    assert branch_hash(target, target.nessie_ref) == before
+
+
+def test_promote_refuses_what_cannot_work(branches: Callable[[], tuple[Settings, Settings]]) -> None:
+    source, target = branches()
+    with pytest.raises(LakeError, match="no branch 'gone'"):
+        promote(source, source="gone", target=target.nessie_ref)
+    with pytest.raises(LakeError, match="nothing to promote"):
+        promote(source, target=source.nessie_ref)
+    local = source.model_copy(update={"cascade_profile": Profile.LOCAL})
+    with pytest.raises(LakeError, match=r"no branches.*CASCADE_PROFILE=lakehouse"):
+        promote(local, target=target.nessie_ref)
