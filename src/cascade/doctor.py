@@ -79,16 +79,20 @@ def _nessie(settings: Settings) -> str:
     return f"{settings.nessie_uri}: default branch {payload.get('defaultBranch')}, ref in use {settings.nessie_ref}"
 
 
-def _trino() -> str:
-    from cascade.stack import load_stack_settings
+def _trino(settings: Settings) -> str:
+    from cascade.transform.trino import trino_target
 
-    stack = load_stack_settings()
-    response = httpx.get(f"{stack.trino_uri}/v1/info", timeout=5)
+    uri = f"http://{settings.trino_host}:{settings.trino_port}"
+    response = httpx.get(f"{uri}/v1/info", timeout=5)
     response.raise_for_status()
     info = response.json()
     if info.get("starting"):
-        raise CascadeError(f"Trino at {stack.trino_uri} is still starting")
-    return f"{stack.trino_uri}: Trino {info.get('nodeVersion', {}).get('version', '?')}"
+        raise CascadeError(f"Trino at {uri} is still starting")
+    target = trino_target(settings)  # refuses a NESSIE_REF no Trino catalog reads
+    return (
+        f"{uri}: Trino {info.get('nodeVersion', {}).get('version', '?')}; "
+        f"dbt target {target.name} for NESSIE_REF {settings.nessie_ref}"
+    )
 
 
 def _site(settings: Settings, site_id: str) -> str:
@@ -109,7 +113,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
     checks.append(Check("configuration", True, f"profile {settings.cascade_profile.value}, CASCADE_HOME {settings.cascade_home}"))
     if settings.cascade_profile is Profile.LAKEHOUSE:
         checks.append(_run("nessie", lambda: _nessie(settings)))
-        checks.append(_run("trino", _trino))
+        checks.append(_run("trino", lambda: _trino(settings)))
     checks.append(_run("iceberg catalog", lambda: _catalog(settings)))
     checks.append(_run("stage", lambda: _stage(settings)))
     checks.append(_run("duckdb", lambda: _duckdb(settings)))

@@ -30,7 +30,9 @@ def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(
     empty_branch("dev")
     with FakeNightscout.synthetic(subjects=1, days=DAYS, seed=31).start() as ns:
         settings = lakehouse(tmp_path / "main", ns, "main")
-        assert all(check.ok for check in run_checks(settings) if check.name != "trino"), run_checks(settings)
+        checks = {check.name: check for check in run_checks(settings)}
+        assert all(check.ok for check in checks.values()), checks
+        assert "dbt target prod for NESSIE_REF main" in checks["trino"].detail
         ingest(settings)
         expected = ns.stores["subject-01"].count("entries") - dirty_record_counts(DAYS)["rejectable_entries"]
 
