@@ -40,7 +40,7 @@ from cascade.transform.workspace import (
 from cascade.transform.writeback import TableWrite, write_table
 
 LAKE_LAYERS = ("silver", "gold", "marts")
-WRITE_BACK_MATERIALIZATIONS = frozenset({"table", "incremental"})
+LAKE_MATERIALIZATIONS = frozenset({"table", "incremental"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _lake_models(nodes: Sequence[NodeResult]) -> list[NodeResult]:
         if n.resource_type == "model"
         and n.status == "success"
         and n.schema in LAKE_LAYERS
-        and n.materialized in WRITE_BACK_MATERIALIZATIONS
+        and n.materialized in LAKE_MATERIALIZATIONS
     ]
 
 
