@@ -11,7 +11,7 @@ import pytest
 
 from cascade.config import Profile, Settings, load_settings
 from cascade.exceptions import LakeError
-from cascade.lake.branches import branch_hash, promote
+from cascade.lake.branches import EMPTY_BRANCH_HASH, branch_hash, promote
 from cascade.lake.catalog import load_lake_catalog
 from cascade.stack import StackSettings
 
@@ -21,29 +21,43 @@ ROWS = pa.table({"reading": pa.array([100, 180], pa.int64())})
 
 
 @pytest.fixture
-def branches(stack: StackSettings) -> Callable[[], tuple[Settings, Settings]]:
-    """Two new branches from main's head: (settings on the source, settings on the target)."""
+def branches(stack: StackSettings) -> Callable[..., tuple[Settings, Settings]]:
+    """Two new branches: (settings on the source, settings on the target).
 
-    def create() -> tuple[Settings, Settings]:
-        api = f"{stack.nessie_uri}/api/v2/trees"
-        main = httpx.get(f"{api}/main").json()["reference"]
-        made = []
-        for role in ("source", "target"):
-            name = f"{role}-{uuid.uuid4().hex[:8]}"
-            created = httpx.post(api, params={"name": name, "type": "BRANCH"}, json=main)
-            assert created.status_code == 200, created.text
-            made.append(
-                load_settings(
-                    cascade_profile="lakehouse",
-                    nessie_uri=stack.nessie_uri,
-                    nessie_ref=name,
-                    s3_endpoint=stack.s3_endpoint,
-                    s3_access_key_id=stack.minio_root_user,
-                    s3_secret_access_key=stack.minio_root_password,
-                    s3_region=stack.s3_region,
-                )
-            )
-        return made[0], made[1]
+    By default both fork from a new base branch with one commit (a common ancestor, as `dev` and
+    `main` have once the stack ran); `empty=True` makes both branches with no commit at all, as a
+    new stack's `main` is.
+    """
+    api = f"{stack.nessie_uri}/api/v2/trees"
+
+    def settings_on(ref: str) -> Settings:
+        return load_settings(
+            cascade_profile="lakehouse",
+            nessie_uri=stack.nessie_uri,
+            nessie_ref=ref,
+            s3_endpoint=stack.s3_endpoint,
+            s3_access_key_id=stack.minio_root_user,
+            s3_secret_access_key=stack.minio_root_password,
+            s3_region=stack.s3_region,
+        )
+
+    def branch(role: str, at: str) -> Settings:
+        name = f"{role}-{uuid.uuid4().hex[:8]}"
+        created = httpx.post(
+            api,
+            params={"name": name, "type": "BRANCH"},
+            json={"type": "BRANCH", "name": "main", "hash": at},
+        )
+        assert created.status_code == 200, created.text
+        return settings_on(name)
+
+    def create(*, empty: bool = False) -> tuple[Settings, Settings]:
+        fork = EMPTY_BRANCH_HASH
+        if not empty:
+            base = branch("base", EMPTY_BRANCH_HASH)
+            _write(base, "scratch.base")
+            fork = branch_hash(base, base.nessie_ref)
+        return branch("source", fork), branch("target", fork)
 
     return create
 
@@ -56,7 +70,7 @@ def _write(settings: Settings, name: str = "scratch.readings") -> None:
 
 
 def test_promote_merges_every_table_at_once_and_twice_is_a_no_op(
-    branches: Callable[[], tuple[Settings, Settings]],
+    branches: Callable[..., tuple[Settings, Settings]],
 ) -> None:
     source, target = branches()
     _write(source, "scratch.readings")
@@ -76,8 +90,35 @@ def test_promote_merges_every_table_at_once_and_twice_is_a_no_op(
     assert not again.applied and "nothing to merge" in again.summary()
 
 
+def test_a_branch_without_commits_is_fast_forwarded(
+    branches: Callable[..., tuple[Settings, Settings]],
+) -> None:
+    source, target = branches(empty=True)  # a new stack's main: Nessie cannot merge into it
+    _write(source)
+
+    promotion = promote(source, target=target.nessie_ref)
+
+    assert promotion.applied and promotion.target_hash == promotion.source_hash
+    assert "scratch.readings" in promotion.tables
+    assert load_lake_catalog(target).load_table("scratch.readings").scan().to_arrow().num_rows == 2
+    _write(source, "scratch.events")  # from now on, promote merges
+    assert promote(source, target=target.nessie_ref).tables == ("scratch.events",)
+
+
+def test_branches_without_a_common_ancestor_are_refused_clearly(
+    branches: Callable[..., tuple[Settings, Settings]],
+) -> None:
+    source, target = branches(empty=True)
+    _write(source)
+    _write(target, "scratch.events")
+    with pytest.raises(
+        LakeError, match=r"Nothing was merged: .* was made before .* had any commit"
+    ):
+        promote(source, target=target.nessie_ref)
+
+
 def test_a_conflict_merges_nothing_and_says_why(
-    branches: Callable[[], tuple[Settings, Settings]],
+    branches: Callable[..., tuple[Settings, Settings]],
 ) -> None:
     source, target = branches()
     _write(source)
@@ -90,7 +131,9 @@ def test_a_conflict_merges_nothing_and_says_why(
     assert branch_hash(target, target.nessie_ref) == before
 
 
-def test_promote_refuses_what_cannot_work(branches: Callable[[], tuple[Settings, Settings]]) -> None:
+def test_promote_refuses_what_cannot_work(
+    branches: Callable[..., tuple[Settings, Settings]],
+) -> None:
     source, target = branches()
     with pytest.raises(LakeError, match="no branch 'gone'"):
         promote(source, source="gone", target=target.nessie_ref)

@@ -20,6 +20,8 @@ from cascade.exceptions import LakeError
 
 PROMOTE_INTO = "main"
 TIMEOUT_SECONDS = 30.0
+#: The head of a branch with no commits yet (Nessie's "no ancestor" hash), e.g. a new stack's main.
+EMPTY_BRANCH_HASH = "2e1cfa82b035c26cbbbdae632cea070514eb8b773f616aaeaf668e2f0be8f10d"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,10 @@ def promote(
     with _client(client) as http:
         source_hash = branch_hash(settings, source, client=http)
         before = branch_hash(settings, target, client=http)
+        if before == EMPTY_BRANCH_HASH and source_hash != before:
+            # Nessie finds no common ancestor with a branch that has no commits, so it cannot
+            # merge into it; receiving everything is then a fast-forward.
+            return _fast_forward(settings, source, source_hash, target, http)
         # `target@before`: merged onto the commit just read, or refused if the target moved.
         request = http.build_request(
             "POST",
@@ -139,6 +145,12 @@ def promote(
             },
         )
         status, merged = _send(settings, what, request, http)
+    if status == 404 and "common ancestor" in str((merged or {}).get("message", "")):
+        raise LakeError(
+            f"{_refused(settings, what, status, merged)}. Nothing was merged: {source!r} was made "
+            f"before {target!r} had any commit. Point {source!r} at {target!r}'s head (Nessie: "
+            f"assign the branch) and run the job on {source!r} again"
+        )
     if status == 409:
         raise LakeError(
             f"{_refused(settings, what, status, merged)}. Nothing was merged: something wrote "
@@ -157,5 +169,36 @@ def promote(
             ".".join(detail["key"]["elements"])
             for detail in merged.get("details") or ()
             if isinstance(detail, dict) and "key" in detail
+        ),
+    )
+
+
+def _fast_forward(
+    settings: Settings, source: str, source_hash: str, target: str, http: httpx.Client
+) -> Promotion:
+    """Point an empty `target` at `source`'s head (only if it is still empty)."""
+    what = f"fast-forward {target!r} to {source!r}"
+    request = http.build_request("GET", f"{_api(settings)}/trees/{source}@{source_hash}/entries")
+    status, listing = _send(settings, f"list the tables of {source!r}", request, http)
+    if status != 200 or not isinstance(listing, dict):
+        raise _refused(settings, f"list the tables of {source!r}", status, listing)
+    request = http.build_request(
+        "PUT",
+        f"{_api(settings)}/trees/{target}@{EMPTY_BRANCH_HASH}",
+        json={"type": "BRANCH", "name": source, "hash": source_hash},
+    )
+    status, body = _send(settings, what, request, http)
+    if status not in (200, 204):
+        raise _refused(settings, what, status, body)
+    return Promotion(
+        source=source,
+        target=target,
+        source_hash=source_hash,
+        target_hash_before=EMPTY_BRANCH_HASH,
+        target_hash=branch_hash(settings, target, client=http),
+        tables=tuple(
+            ".".join(entry["name"]["elements"])
+            for entry in listing.get("entries") or ()
+            if isinstance(entry, dict) and "name" in entry
         ),
     )
