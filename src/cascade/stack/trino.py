@@ -236,7 +236,15 @@ class Trino(ProcessService):
         info = self.info()
         if info is None or info.get("starting", True):
             return False
-        return run_query(self.settings.trino_uri, "SELECT 1", timeout=30) == [[1]]
+        # Ready means a query on each catalog gets a node: right after a start, Trino answers
+        # `SELECT 1` before the node announces its catalogs (NO_NODES_AVAILABLE on a table scan).
+        for catalog in sorted(path.stem for path in self.catalog_dir.glob("*.properties")):
+            run_query(
+                self.settings.trino_uri,
+                f"SELECT count(*) FROM {catalog}.information_schema.schemata",
+                timeout=30,
+            )
+        return True
 
     def start(self) -> None:
         install_dir = self.install()
