@@ -10,7 +10,7 @@ BOOTSTRAP := $(CASCADE_CACHE)/bootstrap-uv-$(UV_VERSION)
 UV := $(shell command -v uv 2>/dev/null || echo $(BOOTSTRAP)/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit lint demo bench clean
+.PHONY: help install test test-unit lint demo bench bench-pipeline clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ demo: install ## Fake Nightscout → ingest → transform → metrics, all on th
 bench: install ## Ingest benchmark (BENCH_ARGS="--subject-years 2")
 	$(UV) run --frozen python benchmarks/ingest.py $(BENCH_ARGS)
 	$(UV) run --frozen python benchmarks/transform.py --sizes 1 5
+
+bench-pipeline: install ## DuckDB and Trino side by side, 1 and 10 subject-years (needs `make stack-up`; WIPES the stack's Nessie main)
+	$(UV) run --frozen python benchmarks/pipeline.py --yes-wipe-main $(BENCH_ARGS)
 
 clean: ## Remove the local lake (.cascade) and caches of this checkout
 	rm -rf .cascade .pytest_cache
