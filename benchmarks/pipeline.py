@@ -153,18 +153,7 @@ def engine_settings(engine: str, home: Path, ns: FakeNightscout, stack: StackSet
             iceberg_staging_path=None,
             **common,
         )
-    return load_settings(
-        cascade_profile="lakehouse",
-        nessie_uri=stack.nessie_uri,
-        nessie_ref="main",
-        s3_endpoint=stack.s3_endpoint,
-        s3_access_key_id=stack.minio_root_user,
-        s3_secret_access_key=stack.minio_root_password,
-        s3_region=stack.s3_region,
-        trino_host=stack.stack_host,
-        trino_port=stack.trino_port,
-        **common,
-    )
+    return stack.lakehouse_settings("main", **common)
 
 
 def wipe_main(stack: StackSettings) -> None:

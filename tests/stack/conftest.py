@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cascade.config import Settings, SiteConfig, load_settings
+from cascade.config import Settings, SiteConfig
 from cascade.source.fake.server import FakeNightscout
 from cascade.stack import StackSettings, down, load_stack_settings, trino_query, up
 
@@ -82,17 +82,9 @@ def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
     """Settings of the `lakehouse` profile on the test stack, reading the given fake's sites, on `ref`."""
 
     def build(home: Path, ns: FakeNightscout, ref: str) -> Settings:
-        return load_settings(
-            cascade_profile="lakehouse",
+        return stack.lakehouse_settings(
+            ref,
             cascade_home=home,
-            nessie_uri=stack.nessie_uri,
-            nessie_ref=ref,
-            s3_endpoint=stack.s3_endpoint,
-            s3_access_key_id=stack.minio_root_user,
-            s3_secret_access_key=stack.minio_root_password,
-            s3_region=stack.s3_region,
-            trino_host=stack.stack_host,
-            trino_port=stack.trino_port,
             nightscout_sites=[SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids],
         )
 
@@ -119,7 +111,9 @@ def empty_branch(stack: StackSettings) -> Callable[[str], None]:
 
 
 @pytest.fixture(scope="session")
-def fresh_main_and_dev(stack: StackSettings, empty_branch: Callable[[str], None]) -> Callable[[], None]:
+def fresh_main_and_dev(
+    stack: StackSettings, empty_branch: Callable[[str], None]
+) -> Callable[[], None]:
     """Empty `main`, then point `dev` at main's head: both start from nothing, and dev's work
     merges into main without conflicts (write-audit-publish from a clean slate)."""
 

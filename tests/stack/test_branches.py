@@ -9,7 +9,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from cascade.config import Profile, Settings, load_settings
+from cascade.config import Profile, Settings
 from cascade.exceptions import LakeError
 from cascade.lake.branches import EMPTY_BRANCH_HASH, branch_hash, promote
 from cascade.lake.catalog import load_lake_catalog
@@ -30,17 +30,6 @@ def branches(stack: StackSettings) -> Callable[..., tuple[Settings, Settings]]:
     """
     api = f"{stack.nessie_uri}/api/v2/trees"
 
-    def settings_on(ref: str) -> Settings:
-        return load_settings(
-            cascade_profile="lakehouse",
-            nessie_uri=stack.nessie_uri,
-            nessie_ref=ref,
-            s3_endpoint=stack.s3_endpoint,
-            s3_access_key_id=stack.minio_root_user,
-            s3_secret_access_key=stack.minio_root_password,
-            s3_region=stack.s3_region,
-        )
-
     def branch(role: str, at: str) -> Settings:
         name = f"{role}-{uuid.uuid4().hex[:8]}"
         created = httpx.post(
@@ -49,7 +38,7 @@ def branches(stack: StackSettings) -> Callable[..., tuple[Settings, Settings]]:
             json={"type": "BRANCH", "name": "main", "hash": at},
         )
         assert created.status_code == 200, created.text
-        return settings_on(name)
+        return stack.lakehouse_settings(name)
 
     def create(*, empty: bool = False) -> tuple[Settings, Settings]:
         fork = EMPTY_BRANCH_HASH

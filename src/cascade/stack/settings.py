@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cascade.config import Settings, load_settings
+
 # Versions this machine's registries serve (checked 2026-11-26; see docs/STACK.md for why these):
 # Maven Central here serves the Nessie runner jar only at 0.99.0 (0.105+ answer 404), and Trino's
 # server tarballs up to 476 (477+ answer 404). MinIO is a Go module pseudo-version: release
@@ -141,6 +143,21 @@ class StackSettings(BaseSettings):
             "s3.region": self.s3_region,
             "s3.path-style-access": "true",
         }
+
+    def lakehouse_settings(self, ref: str = "main", **overrides: object) -> Settings:
+        """Cascade's `lakehouse` profile pointed at this stack, on Nessie branch `ref`."""
+        return load_settings(
+            cascade_profile="lakehouse",
+            nessie_uri=self.nessie_uri,
+            nessie_ref=ref,
+            s3_endpoint=self.s3_endpoint,
+            s3_access_key_id=self.minio_root_user,
+            s3_secret_access_key=self.minio_root_password,
+            s3_region=self.s3_region,
+            trino_host=self.stack_host,
+            trino_port=self.trino_port,
+            **overrides,
+        )
 
     def postgres_dsn(self, database: str, user: str, password: SecretStr) -> str:
         return f"postgresql://{user}:{password.get_secret_value()}@{self.stack_host}:{self.postgres_port}/{database}"
