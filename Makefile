@@ -34,6 +34,7 @@ test-unit: install ## Only the fast unit tests
 lint: install ## ruff and mypy
 	$(UV) run --frozen ruff check src tests benchmarks
 	$(UV) run --frozen ruff format --check src tests benchmarks
+	$(UV) run --frozen mypy src
 
 demo: install ## Fake Nightscout → ingest → transform → metrics, all on this machine
 	$(UV) run --frozen cascade demo

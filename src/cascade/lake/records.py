@@ -214,7 +214,8 @@ def _devicestatus_fields(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _profile_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    store = doc.get("store") if isinstance(doc.get("store"), dict) else {}
+    store_value = doc.get("store")
+    store: dict[str, Any] = store_value if isinstance(store_value, dict) else {}
     name = doc.get("defaultProfile")
     active = store.get(name) if isinstance(name, str) else None
     active = active if isinstance(active, dict) else {}

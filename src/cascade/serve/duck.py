@@ -21,7 +21,7 @@ EXTENSIONS = ("avro", "iceberg")  # avro first: iceberg needs it
 
 def extension_path(name: str) -> Path:
     package = import_module(f"duckdb_extension_{name}")
-    root = Path(package.__file__).parent / "extensions"
+    root = Path(str(package.__file__)).parent / "extensions"
     matches = sorted(root.glob(f"v{duckdb.__version__}/{name}.duckdb_extension"))
     if not matches:
         raise RuntimeError(
