@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
 
 from cascade.config import Profile, Settings, load_settings
 from cascade.exceptions import CascadeError
@@ -22,14 +24,19 @@ class Check:
     detail: str
 
 
+def _failure(name: str, exc: Exception) -> Check:
+    """Any failure is a finding: Cascade's own errors as they are, others without their payload."""
+    if isinstance(exc, CascadeError):
+        return Check(name, False, str(exc))
+    reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return Check(name, False, f"{type(exc).__name__}: {reason}")
+
+
 def _run(name: str, probe: Callable[[], str]) -> Check:
     try:
         return Check(name, True, probe())
-    except CascadeError as exc:
-        return Check(name, False, str(exc))
-    except Exception as exc:  # any failure is a finding, reported without its payload
-        reason = str(exc).splitlines()[0][:200] if str(exc) else ""
-        return Check(name, False, f"{type(exc).__name__}: {reason}")
+    except Exception as exc:
+        return _failure(name, exc)
 
 
 def _catalog(settings: Settings) -> str:
@@ -37,7 +44,11 @@ def _catalog(settings: Settings) -> str:
 
     catalog = load_lake_catalog(settings)
     namespaces = [".".join(n) for n in catalog.list_namespaces()]
-    where = settings.nessie_catalog_uri if settings.cascade_profile is Profile.LAKEHOUSE else str(settings.catalog_db_path)
+    where = (
+        settings.nessie_catalog_uri
+        if settings.cascade_profile is Profile.LAKEHOUSE
+        else str(settings.catalog_db_path)
+    )
     return f"{where}: namespaces {', '.join(namespaces) or 'none yet (run cascade ingest)'}"
 
 
@@ -51,7 +62,9 @@ def _stage(settings: Settings) -> str:
     if settings.cascade_profile is Profile.LAKEHOUSE and info.type == pafs.FileType.NotFound:
         bucket = stage.root.split("/", 1)[0]
         if stage.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-            raise CascadeError(f"bucket {bucket!r} does not exist at {settings.s3_endpoint}: run `cascade stack up`")
+            raise CascadeError(
+                f"bucket {bucket!r} does not exist at {settings.s3_endpoint}: run `cascade stack up`"
+            )
     return f"{settings.stage_uri} reachable"
 
 
@@ -95,13 +108,64 @@ def _trino(settings: Settings) -> str:
     )
 
 
-def _site(settings: Settings, site_id: str) -> str:
-    from cascade.lake.ingest import make_client
+def _held(catalog: Catalog, site_id: str, collection: str) -> int:
+    """What the lake holds of the site's collection; nothing if it was never ingested (doctor
+    creates no table)."""
+    from cascade.lake.ingest import held_documents
+    from cascade.lake.schemas import RAW_NAMESPACE, REJECTS_TABLE
 
-    with make_client(settings.model_copy(update={"nightscout_max_retries": 0}), settings.site(site_id)) as client:
+    try:
+        table = catalog.load_table(f"{RAW_NAMESPACE}.{collection}")
+        rejects = catalog.load_table(f"{RAW_NAMESPACE}.{REJECTS_TABLE}")
+    except NoSuchTableError:
+        return 0
+    return held_documents(table, rejects, site_id, collection)
+
+
+V3_COUNT_LIMIT = 10_000  # doctor pages v3 history by ids only, and stops counting here
+
+
+def _site(settings: Settings, site_id: str) -> list[Check]:
+    """The site's version and credentials, then per collection what v1 and v3 can each see, what
+    the lake holds, and the strategy `cascade ingest` will use with the reason."""
+    from cascade.lake.catalog import load_lake_catalog
+    from cascade.lake.ingest import choose_strategy, make_client
+    from cascade.lake.schemas import RAW_COLLECTIONS
+    from cascade.source.nightscout.collections import get_collection
+
+    site = settings.site(site_id)
+    name = f"nightscout {site_id}"
+    with make_client(settings.model_copy(update={"nightscout_max_retries": 0}), site) as client:
         version = client.status().get("version", "?")
-        api = "v3 history" if client.has_v3() else "v1 paging"
-    return f"{settings.site(site_id).url}: Nightscout {version}, read with {api}"
+        access = client.v3_access()
+        checks = [
+            Check(
+                name,
+                True,
+                f"{site.url}: Nightscout {version}; v3 history {'usable' if access.usable else 'not used'}: {access.reason}",
+            )
+        ]
+        catalog = load_lake_catalog(settings)
+        for collection_name in RAW_COLLECTIONS:
+            collection = get_collection(collection_name)
+            v1_count = (
+                client.count(collection)
+                if collection.paged
+                else len(next(client.v1_pages(collection)).docs)
+            )
+            seen: list[str] = [f"v1 {v1_count:,}" if v1_count is not None else "v1 cannot count"]
+            if access.usable:
+                v3_count = client.history_count(collection, at_most=V3_COUNT_LIMIT)
+                seen.append(f"v3 history {v3_count:,}{'+' if v3_count >= V3_COUNT_LIMIT else ''}")
+            held = _held(catalog, site_id, collection_name)
+            seen.append(f"lake {held:,}")
+            strategy = choose_strategy(
+                access, collection, v1_count if collection.paged else None, held
+            )
+            checks.append(
+                Check(f"{name} {collection_name}", True, f"{', '.join(seen)} → {strategy.reason}")
+            )
+    return checks
 
 
 def run_checks(settings: Settings | None = None) -> list[Check]:
@@ -110,7 +174,13 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
         settings = settings or load_settings()
     except CascadeError as exc:
         return [Check("configuration", False, str(exc))]
-    checks.append(Check("configuration", True, f"profile {settings.cascade_profile.value}, CASCADE_HOME {settings.cascade_home}"))
+    checks.append(
+        Check(
+            "configuration",
+            True,
+            f"profile {settings.cascade_profile.value}, CASCADE_HOME {settings.cascade_home}",
+        )
+    )
     if settings.cascade_profile is Profile.LAKEHOUSE:
         checks.append(_run("nessie", lambda: _nessie(settings)))
         checks.append(_run("trino", lambda: _trino(settings)))
@@ -120,7 +190,12 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
     checks.append(_run("dbt project", _dbt_project))
     sites = settings.sites()
     if not sites:
-        checks.append(Check("nightscout", False, "no site configured: set NIGHTSCOUT_URL or NIGHTSCOUT_SITES"))
+        checks.append(
+            Check("nightscout", False, "no site configured: set NIGHTSCOUT_URL or NIGHTSCOUT_SITES")
+        )
     for site in sites:
-        checks.append(_run(f"nightscout {site.id}", lambda site_id=site.id: _site(settings, site_id)))  # type: ignore[misc]
+        try:
+            checks.extend(_site(settings, site.id))
+        except Exception as exc:  # one site's failure is its finding; the other sites still run
+            checks.append(_failure(f"nightscout {site.id}", exc))
     return checks

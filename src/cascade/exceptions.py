@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CascadeError(Exception):
     """Base class: an error with a message meant for the person running Cascade."""
@@ -25,6 +27,23 @@ class NightscoutUnavailableError(NightscoutError):
 
 class PagingError(NightscoutError):
     """Paging cannot make progress without skipping records (more same-time records than a page holds)."""
+
+
+class IncompleteLoadError(NightscoutError):
+    """After a load, the lake holds fewer of a site's documents than the site's v1 API counts."""
+
+    def __init__(self, reports: list[Any]) -> None:
+        self.reports = reports
+        lines = [
+            f"site {r.site_id!r} {r.collection}: Nightscout counts {r.server_count:,} documents, "
+            f"the lake holds {r.lake_count:,}"
+            for r in reports
+        ]
+        super().__init__(
+            "the lake is missing documents the source holds (what was read is committed):\n  "
+            + "\n  ".join(lines)
+            + "\nRe-run `cascade ingest`; if the numbers stay apart, run `cascade doctor` and report it."
+        )
 
 
 class LakeError(CascadeError):

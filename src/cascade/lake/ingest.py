@@ -1,16 +1,30 @@
 """Ingest: Nightscout pages → parsed rows and rejects → raw Iceberg tables, with cursors.
 
-Per table, sites are downloaded concurrently (each site's requests bounded by its client) while
+Reading strategy, per site and collection (each run, in this order):
+1. **v3 history**, when the site gives us v3 (an access token; see `NightscoutClient.v3_access`):
+   every document created, edited or deleted through v3 since the v3 cursor.
+2. **The count check.** v1 counts what the site holds (`/api/v1/count`). If the lake already
+   holds at least that many of the site's documents, v3 history covers the collection and v1
+   is skipped. Otherwise (documents uploaded through v1 carry no `srvModified`, so v3 history
+   never shows them) **v1 date paging** reads from the v1 cursor, newest first, with a look-back.
+3. **Reconcile.** If the lake still holds fewer documents than v1 counted (a late upload older
+   than the look-back, say), the whole v1 history is read again; if it is still short, the run
+   fails loudly with the numbers (`IncompleteLoadError`), never "ok" with rows missing.
+Profiles, which v1 cannot page, are read whole every run (they are few).
+
+Per pass, sites are downloaded concurrently (each site's requests bounded by its client) while
 this thread parses and commits, so a load costs little more than its download. Every page is
 also landed in stage before it is parsed. Commits happen every `ingest_commit_rows` records and
 at the end of each site; each commit carries the site's cursor (see `tables.upsert`).
 
-Cursors (table property `cascade.cursor.<site>`):
-- `{"api": "v3", "srv_modified": M}`: everything with srvModified < M is in; resume at >= M.
-- `{"api": "v1", "loaded_until": T}`: every event up to T (ms) is in; the next run asks from
+Cursors (table property `cascade.cursor.<site>`, one JSON object with a key per API):
+- `"v3": {"srv_modified": M}`: everything with srvModified < M is in; resume at >= M.
+- `"v1": {"loaded_until": T}`: every event up to T (ms) is in; the next run asks from
   T minus a look-back (late uploads), newest first. While a run is under way the cursor also
-  holds `pending: {"top": T2, "through": B}`: events in [B, T2] are in, so a resumed run pages
+  holds `pending: {"top": T2, "through": B}`: events from B up are in, so a resumed run pages
   on from B down to T and then sets `loaded_until` to T2.
+Cursors written by earlier versions (`{"api": "v3", ...}` or `{"api": "v1", ...}`) are read as
+the one API they name.
 """
 
 from __future__ import annotations
@@ -20,15 +34,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import And, EqualTo
+from pyiceberg.table import Table
 
 from cascade.config import Settings, SiteConfig
-from cascade.exceptions import CascadeError, LakeError
+from cascade.exceptions import CascadeError, IncompleteLoadError, LakeError
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.records import ParsedBatch, rejects_to_arrow, to_arrow
 from cascade.lake.schemas import RAW_COLLECTIONS
@@ -40,19 +58,33 @@ from cascade.lake.tables import (
     read_cursor,
     upsert,
 )
-from cascade.source.nightscout.client import NightscoutClient, Page
-from cascade.source.nightscout.collections import get_collection
+from cascade.source.nightscout.client import NightscoutClient, Page, V3Access
+from cascade.source.nightscout.collections import Collection, get_collection
 
-ProgressCallback = Callable[[str, str, int], None]  # (site_id, collection, documents just read)
+
+class ProgressCallback(Protocol):
+    """Told of documents as they are read, and once more (`done=True`) when a site's collection is finished."""
+
+    def __call__(
+        self, site_id: str, collection: str, documents: int, done: bool = False
+    ) -> None: ...
+
+
+def _no_progress(site_id: str, collection: str, documents: int, done: bool = False) -> None:
+    return None
 
 
 @dataclass
 class LoadReport:
-    """What one load did for one site and collection."""
+    """What one load did for one site and collection.
+
+    `documents` = `inserted` + `replaced` + `unchanged` + `rejected` (a reject recorded by an
+    earlier run counts again as rejected; a version superseded within the run as unchanged).
+    """
 
     site_id: str
     collection: str
-    api: str = ""
+    api: str = ""  # what was read: "v1", "v3", "v1+v3" or "stage"
     pages: int = 0
     documents: int = 0
     inserted: int = 0
@@ -62,13 +94,21 @@ class LoadReport:
     commits: int = 0
     seconds: float = 0.0
     cursor: dict[str, Any] | None = None
+    reason: str = ""  # why this strategy
+    server_count: int | None = None  # documents v1 counted on the site
+    lake_count: int | None = None  # the site's documents the lake holds afterwards (rows + rejects)
+
+
+# One pass yields pages and, after each, the cursor part ("v1" or "v3") true once it is committed.
+CursorPart = tuple[str, dict[str, Any]]
+PageSource = Iterator[tuple[Page, CursorPart | None]]
 
 
 @dataclass
 class _Item:
     site_id: str
     page: Page | None = None  # None: the site is done
-    cursor: dict[str, Any] | None = None  # the cursor valid once this page is committed
+    cursor: CursorPart | None = None
     error: BaseException | None = None
 
 
@@ -76,9 +116,8 @@ class _Item:
 class _SiteState:
     batch: ParsedBatch
     report: LoadReport
+    cursor: dict[str, Any] | None
     api: str = ""
-    cursor: dict[str, Any] | None = None
-    started: float = field(default_factory=time.perf_counter)
 
 
 def new_load_id() -> str:
@@ -100,47 +139,125 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _pages_with_cursor(
+def site_cursor(table: Table, site_id: str) -> dict[str, Any]:
+    """The site's cursor as `{"v1": {...}, "v3": {...}}`, whatever version of Cascade wrote it."""
+    cursor = read_cursor(table, site_id) or {}
+    legacy_api = cursor.get("api")
+    if legacy_api in ("v1", "v3"):
+        return {legacy_api: {k: v for k, v in cursor.items() if k != "api"}}
+    return cursor
+
+
+def v3_pages(
+    client: NightscoutClient, collection: Collection, cursor: dict[str, Any]
+) -> PageSource:
+    after = int(cursor["v3"]["srv_modified"]) if "v3" in cursor else 0
+    for page in client.history_pages(collection, after_srv_modified=after):
+        yield page, ("v3", {"srv_modified": int(page.boundary or after)})
+
+
+def v1_pages(
     client: NightscoutClient,
-    collection_name: str,
-    cursor: dict[str, Any] | None,
+    collection: Collection,
+    cursor: dict[str, Any],
     *,
-    since: datetime | None,
-    until: datetime | None,
-    lookback: timedelta,
+    lookback: timedelta | None,
     run_started: datetime,
-) -> Iterator[tuple[Page, dict[str, Any] | None]]:
-    """Pages to load and, after each, the cursor that becomes true once it is committed."""
-    collection = get_collection(collection_name)
-    if since is not None or until is not None:  # an explicit window: re-read it, cursor untouched
-        for page in client.v1_pages(collection, since=since, until=until):
-            yield page, None
-        return
-    if client.has_v3() and (cursor is None or cursor.get("api") == "v3"):
-        after = int(cursor["srv_modified"]) if cursor else 0
-        for page in client.history_pages(collection, after_srv_modified=after):
-            yield page, {"api": "v3", "srv_modified": int(page.boundary or after)}
-        return
-    if not collection.paged:  # v1 profiles: a handful, always read whole
+) -> PageSource:
+    """v1 from the newest document down to the cursor less `lookback` (None: the whole history)."""
+    top = _ms(run_started)
+    if not collection.paged:  # profiles: a handful, always read whole
         for page in client.v1_pages(collection):
-            yield page, {"api": "v1", "loaded_until": _ms(run_started)}
+            yield page, ("v1", {"loaded_until": top})
         return
-    # v1: newest first, from now (or a pending run's boundary) down to the last cursor.
-    loaded_until = int(cursor["loaded_until"]) if cursor and "loaded_until" in cursor else None
-    pending = cursor.get("pending") if cursor else None
+    state = cursor.get("v1", {})
+    loaded_until = state.get("loaded_until")
     floor = (
-        datetime.fromtimestamp(loaded_until / 1000, UTC) - lookback if loaded_until is not None else None
+        datetime.fromtimestamp(int(loaded_until) / 1000, UTC) - lookback
+        if loaded_until is not None and lookback is not None
+        else None
     )
-    if pending:
-        top, pages = int(pending["top"]), client.v1_pages(collection, since=floor, through=pending["through"])
+    pending = state.get("pending")
+    if pending and lookback is not None:
+        top, pages = (
+            int(pending["top"]),
+            client.v1_pages(collection, since=floor, through=pending["through"]),
+        )
     else:
-        top, pages = _ms(run_started), client.v1_pages(collection, since=floor, until=run_started)
-    base: dict[str, Any] = {"api": "v1"}
-    if loaded_until is not None:
-        base["loaded_until"] = loaded_until
+        pages = client.v1_pages(collection, since=floor)
+    base: dict[str, Any] = {} if loaded_until is None else {"loaded_until": int(loaded_until)}
     for page in pages:
-        yield page, dict(base, pending={"top": top, "through": page.boundary})
-    yield Page(collection_name, "v1", [], b"", None), {"api": "v1", "loaded_until": top}
+        yield page, ("v1", dict(base, pending={"top": top, "through": page.boundary}))
+    yield Page(collection.name, "v1", [], b"", None), ("v1", {"loaded_until": top})
+
+
+def window_pages(
+    client: NightscoutClient, collection: Collection, since: datetime | None, until: datetime | None
+) -> PageSource:
+    """An explicit window: re-read it with v1, cursor untouched."""
+    for page in client.v1_pages(collection, since=since, until=until):
+        yield page, None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a site's collection is read: v3 history, v1 paging, or both; and why."""
+
+    v3: bool
+    v1: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "+".join(api for api, used in (("v1", self.v1), ("v3", self.v3)) if used)
+
+
+def choose_strategy(
+    access: V3Access, collection: Collection, server_count: int | None, held: int | None
+) -> Strategy:
+    """Decide from what the site's APIs allow and what v1 counts against what the lake holds
+    (after v3 history has been read, when it can be)."""
+    if not access.usable:
+        return Strategy(False, True, f"v1 paging: {access.reason}")
+    if not collection.paged:
+        return Strategy(True, True, "v3 history, and v1 read whole (profiles cannot be counted)")
+    if server_count is None:
+        return Strategy(
+            True, True, "v3 history and v1 paging: the server cannot count documents through v1"
+        )
+    if held is not None and held >= server_count:
+        return Strategy(
+            True,
+            False,
+            f"v3 history alone: the lake holds all {server_count:,} documents v1 counts",
+        )
+    return Strategy(
+        True,
+        True,
+        f"v3 history and v1 paging: v1 counts {server_count:,} documents, the lake holds {held or 0:,} "
+        "(documents uploaded through v1 never appear in v3 history)",
+    )
+
+
+def held_documents(table: Table, rejects: Table, site_id: str, collection: str) -> int:
+    """How many of the site's documents the lake holds: distinct ids in rows and rejects, plus
+    rejects that had no id (what Nightscout's count of the collection should not exceed)."""
+    ids = table.scan(
+        row_filter=EqualTo("site_id", site_id), selected_fields=("source_id",)
+    ).to_arrow()
+    rejected = rejects.scan(
+        row_filter=And(EqualTo("site_id", site_id), EqualTo("collection", collection)),
+        selected_fields=("source_id",),
+    ).to_arrow()
+    rejected_ids = rejected.column("source_id")
+    known = pa.chunked_array(
+        [
+            *pc.cast(ids.column("source_id"), pa.large_string()).chunks,
+            *pc.cast(pc.drop_null(rejected_ids), pa.large_string()).chunks,
+        ],
+        type=pa.large_string(),
+    )
+    return len(pc.unique(known)) + int(rejected_ids.null_count)
 
 
 class Ingestor:
@@ -158,7 +275,7 @@ class Ingestor:
         self.catalog = catalog or load_lake_catalog(settings)
         self.stage = Stage.for_settings(settings)
         self._clients = clients or {}
-        self.progress = progress or (lambda site, collection, n: None)
+        self.progress: ProgressCallback = progress or _no_progress
         self.lookback = timedelta(hours=settings.nightscout_v1_lookback_hours)
 
     def client(self, site: SiteConfig) -> NightscoutClient:
@@ -181,6 +298,13 @@ class Ingestor:
         reports: list[LoadReport] = []
         for name in collections:
             reports.extend(self._load_collection(name, sites, since=since, until=until))
+        incomplete = [
+            r
+            for r in reports
+            if r.server_count is not None and (r.lake_count or 0) < r.server_count
+        ]
+        if incomplete:
+            raise IncompleteLoadError(incomplete)
         return reports
 
     def rebuild_from_stage(
@@ -193,16 +317,23 @@ class Ingestor:
             table = ensure_raw_table(self.catalog, name)
             rejects = ensure_rejects_table(self.catalog)
             for site_id in site_ids:
-                state = _SiteState(ParsedBatch(name, site_id), LoadReport(site_id, name, api="stage"))
+                started = time.perf_counter()
+                state = _SiteState(
+                    ParsedBatch(name, site_id),
+                    LoadReport(site_id, name, api="stage"),
+                    None,
+                    "stage",
+                )
                 for staged in self.stage.pages(site_id, name):
                     state.report.pages += 1
                     state.report.documents += len(staged.docs)
                     state.batch.add(staged.docs, now_ms=_ms(datetime.now(UTC)))
                     self.progress(site_id, name, len(staged.docs))
                     if len(state.batch) >= self.settings.ingest_commit_rows:
-                        self._commit(table, rejects, state, load_id, "stage")
-                self._commit(table, rejects, state, load_id, "stage")
-                state.report.seconds = time.perf_counter() - state.started
+                        self._commit(table, rejects, state, load_id)
+                self._commit(table, rejects, state, load_id)
+                state.report.seconds = time.perf_counter() - started
+                self.progress(site_id, name, 0, True)
                 reports.append(state.report)
         return reports
 
@@ -211,34 +342,136 @@ class Ingestor:
     def _load_collection(
         self, name: str, sites: list[SiteConfig], *, since: datetime | None, until: datetime | None
     ) -> list[LoadReport]:
+        collection = get_collection(name)
         table = ensure_raw_table(self.catalog, name)
         rejects = ensure_rejects_table(self.catalog)
         load_id = new_load_id()
         run_started = datetime.now(UTC)
+        reports = {s.id: LoadReport(s.id, name) for s in sites}
+        sequences = dict.fromkeys(reports, 0)
+        started = time.perf_counter()
+
+        def load(
+            pass_sites: list[SiteConfig],
+            source: Callable[[NightscoutClient, dict[str, Any]], PageSource],
+        ) -> None:
+            self._pass(table, rejects, name, pass_sites, reports, sequences, load_id, source)
+
+        if since is not None or until is not None:
+            load(sites, lambda client, cursor: window_pages(client, collection, since, until))
+            for site in sites:
+                reports[
+                    site.id
+                ].reason = "an explicit window (--since/--until), read with v1; cursor untouched"
+        else:
+            by_v3 = [s for s in sites if self.client(s).v3_access().usable]
+            load(by_v3, lambda client, cursor: v3_pages(client, collection, cursor))
+            by_v1 = [
+                s for s in sites if self._needs_v1(s, collection, table, rejects, reports[s.id])
+            ]
+
+            def since_cursor(client: NightscoutClient, cursor: dict[str, Any]) -> PageSource:
+                return v1_pages(
+                    client, collection, cursor, lookback=self.lookback, run_started=run_started
+                )
+
+            load(by_v1, since_cursor)
+            short = [s for s in by_v1 if self._short(s, table, rejects, reports[s.id])]
+            if short:  # documents v1 paging missed (uploaded late, older than the look-back)
+
+                def whole_history(client: NightscoutClient, cursor: dict[str, Any]) -> PageSource:
+                    return v1_pages(
+                        client, collection, cursor, lookback=None, run_started=run_started
+                    )
+
+                load(short, whole_history)
+                for site in short:
+                    reports[
+                        site.id
+                    ].reason += (
+                        "; the lake was short after paging, so the whole v1 history was read again"
+                    )
+            for site in sites:
+                self._short(site, table, rejects, reports[site.id])
+        elapsed = time.perf_counter() - started
+        for site in sites:
+            reports[site.id].seconds = elapsed
+            self.progress(site.id, name, 0, True)
+        return [reports[s.id] for s in sites]
+
+    def _needs_v1(
+        self,
+        site: SiteConfig,
+        collection: Collection,
+        table: Table,
+        rejects: Table,
+        report: LoadReport,
+    ) -> bool:
+        """Whether v1 must be read this run; notes the count and the reason on the report.
+
+        The count is taken before v1 is read, so a document uploaded while we read can only make
+        the lake hold more than the count, never look short.
+        """
+        client = self.client(site)
+        if collection.paged:
+            report.server_count = client.count(collection)
+        access = client.v3_access()
+        held = (
+            held_documents(table, rejects, site.id, collection.name)
+            if access.usable and report.server_count is not None
+            else None
+        )
+        strategy = choose_strategy(access, collection, report.server_count, held)
+        report.reason = strategy.reason
+        return strategy.v1
+
+    def _short(self, site: SiteConfig, table: Table, rejects: Table, report: LoadReport) -> bool:
+        """Compare the lake with v1's count; record what the lake holds. True if it holds fewer."""
+        report.lake_count = held_documents(table, rejects, site.id, report.collection)
+        return report.server_count is not None and report.lake_count < report.server_count
+
+    def _pass(
+        self,
+        table: Table,
+        rejects: Table,
+        name: str,
+        sites: list[SiteConfig],
+        reports: dict[str, LoadReport],
+        sequences: dict[str, int],
+        load_id: str,
+        source: Callable[[NightscoutClient, dict[str, Any]], PageSource],
+    ) -> None:
+        """Download the sites concurrently through `source`; parse and commit here, in order."""
+        if not sites:
+            return
         items: queue.Queue[_Item] = queue.Queue(maxsize=64)
-        states = {s.id: _SiteState(ParsedBatch(name, s.id), LoadReport(s.id, name)) for s in sites}
-        cursors = {s.id: read_cursor(table, s.id) for s in sites}
+        states = {
+            s.id: _SiteState(ParsedBatch(name, s.id), reports[s.id], site_cursor(table, s.id))
+            for s in sites
+        }
+        starting_cursors = {site_id: dict(state.cursor or {}) for site_id, state in states.items()}
         stop = threading.Event()
 
         def fetch(site: SiteConfig) -> None:
-            sequence = 0
             try:
                 client = self.client(site)
-                for page, cursor in _pages_with_cursor(
-                    client, name, cursors[site.id], since=since, until=until,
-                    lookback=self.lookback, run_started=run_started,
-                ):
+                for page, cursor in source(client, starting_cursors[site.id]):
                     if stop.is_set():
                         return
                     if page.body:
-                        sequence += 1
-                        self.stage.land(site.id, name, load_id, sequence, page.api, page.body)
+                        sequences[site.id] += 1
+                        self.stage.land(
+                            site.id, name, load_id, sequences[site.id], page.api, page.body
+                        )
                     items.put(_Item(site.id, page, cursor))
                 items.put(_Item(site.id))
             except BaseException as exc:  # handed to the committing thread, which raises it
                 items.put(_Item(site.id, error=exc))
 
-        workers = [threading.Thread(target=fetch, args=(s,), daemon=True, name=f"fetch-{s.id}") for s in sites]
+        workers = [
+            threading.Thread(target=fetch, args=(s,), daemon=True, name=f"fetch-{s.id}")
+            for s in sites
+        ]
         pending_sites = set(states)
         concurrency = max(1, self.settings.ingest_site_concurrency)
         started = 0
@@ -252,43 +485,55 @@ class Ingestor:
                 if item.error is not None:
                     raise item.error
                 if item.page is None:
-                    self._commit(table, rejects, state, load_id, state.api or "v1")
-                    state.report.seconds = time.perf_counter() - state.started
+                    self._commit(table, rejects, state, load_id)
                     pending_sites.discard(item.site_id)
                     if started < len(workers):
                         workers[started].start()
                         started += 1
                     continue
                 page = item.page
-                state.api = state.report.api = page.api
+                state.api = page.api
+                if page.api not in state.report.api.split("+"):
+                    state.report.api = "+".join(
+                        sorted(filter(None, [*state.report.api.split("+"), page.api]))
+                    )
                 if page.body:
                     state.report.pages += 1
                 state.report.documents += len(page.docs)
                 state.batch.add(page.docs, now_ms=_ms(datetime.now(UTC)))
                 if item.cursor is not None:
-                    state.cursor = item.cursor
+                    part, value = item.cursor
+                    state.cursor = {**(state.cursor or {}), part: value}
                 self.progress(item.site_id, name, len(page.docs))
                 if len(state.batch) >= self.settings.ingest_commit_rows:
-                    self._commit(table, rejects, state, load_id, page.api)
+                    self._commit(table, rejects, state, load_id)
         finally:
             stop.set()
             while not items.empty():  # unblock fetchers waiting on a full queue
                 items.get_nowait()
-        return [states[s.id].report for s in sites]
 
-    def _commit(self, table: Any, rejects_table: Any, state: _SiteState, load_id: str, api: str) -> None:
+    def _commit(self, table: Any, rejects_table: Any, state: _SiteState, load_id: str) -> None:
         batch = state.batch
         ingested_at_us = int(time.time() * 1_000_000)
         try:
             if batch.rejects:
-                state.report.rejected += append_rejects(
+                append_rejects(
                     rejects_table,
                     batch.site_id,
                     rejects_to_arrow(batch.rejects, ingested_at_us=ingested_at_us, load_id=load_id),
                 )
-            rows = to_arrow(batch.collection, batch.rows, ingested_at_us=ingested_at_us, load_id=load_id, api=api)
+            rows = to_arrow(
+                batch.collection,
+                batch.rows,
+                ingested_at_us=ingested_at_us,
+                load_id=load_id,
+                api=state.api or "v1",
+            )
             result = upsert(
-                table, batch.site_id, rows, cursor=state.cursor,
+                table,
+                batch.site_id,
+                rows,
+                cursor=state.cursor,
                 snapshot_properties={"cascade.load_id": load_id},
             )
         except CommitFailedException as exc:
@@ -296,11 +541,13 @@ class Ingestor:
                 f"raw.{batch.collection}: another writer committed first ({exc}); "
                 "is a second `cascade ingest` running? Re-run: nothing was half-written."
             ) from None
-        state.report.inserted += result.inserted
-        state.report.replaced += result.replaced
-        state.report.unchanged += result.unchanged + result.stale
-        state.report.commits += 1
-        state.report.cursor = state.cursor
+        report = state.report
+        report.rejected += len(batch.rejects)
+        report.inserted += result.inserted
+        report.replaced += result.replaced
+        report.unchanged += result.unchanged + result.stale + result.superseded
+        report.commits += 1
+        report.cursor = state.cursor
         state.batch = ParsedBatch(batch.collection, batch.site_id)
 
 
@@ -314,7 +561,11 @@ def ingest(
     from_stage: bool = False,
     progress: ProgressCallback | None = None,
 ) -> list[LoadReport]:
-    """Run one load as `cascade ingest` does."""
+    """Run one load as `cascade ingest` does.
+
+    Raises `IncompleteLoadError` (after committing what was read) when a site's lake holds fewer
+    documents than its v1 API counts.
+    """
     for name in collections:
         get_collection(name)
     if from_stage:

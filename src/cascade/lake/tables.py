@@ -94,6 +94,7 @@ class UpsertResult:
     replaced: int = 0
     unchanged: int = 0
     stale: int = 0
+    superseded: int = 0  # older versions of a record that came twice in one batch
 
 
 def _latest_per_key(rows: pa.Table) -> pa.Table:
@@ -170,7 +171,9 @@ def upsert(
     """Write `rows` of one site so each record ends up exactly once, in its latest version,
     and advance the site's cursor in the same atomic commit."""
     result = UpsertResult()
+    arrived = rows.num_rows
     rows = _latest_per_key(rows)
+    result.superseded = arrived - rows.num_rows
     delete_keys: list[str] = []
     delete_events: list[int] = []
     if rows.num_rows:
@@ -243,4 +246,4 @@ def append_rejects(table: Table, site_id: str, rejects: pa.Table) -> int:
     )
     if fresh.num_rows:
         table.append(fresh.cast(table.schema().as_arrow()), snapshot_properties={"cascade.site_id": site_id})
-    return fresh.num_rows
+    return int(fresh.num_rows)

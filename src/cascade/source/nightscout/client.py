@@ -9,6 +9,13 @@ Paging rules that keep every record exactly once:
   records already seen at that time, for the same reason.
 If more records share one time than a page holds, no progress is possible without skipping:
 we grow the page up to the server's cap and otherwise stop with a `PagingError`.
+
+What each API can see (Nightscout 15, `lib/api` and `lib/api3`):
+- v1 sees every document, whatever API uploaded it, and soft-deleted ones with `isValid: false`;
+  it reads anonymously on an open site. It cannot tell an edit made after we read.
+- v3 history filters on `srvModified`, which only documents created or changed through v3
+  carry: a document uploaded through v1 (xDrip+, Loop, most uploaders) never appears there.
+  v3 accepts nothing but a JWT, even on an open site, so it needs an access token.
 """
 
 from __future__ import annotations
@@ -36,7 +43,12 @@ from tenacity import (
 
 from cascade import __version__
 from cascade.config import SiteConfig
-from cascade.exceptions import NightscoutAuthError, NightscoutUnavailableError, PagingError
+from cascade.exceptions import (
+    NightscoutAuthError,
+    NightscoutError,
+    NightscoutUnavailableError,
+    PagingError,
+)
 from cascade.source.nightscout.collections import Collection
 
 Api = Literal["v1", "v3"]
@@ -44,7 +56,10 @@ JWT_RENEW_MARGIN_SECONDS = 60.0
 MAX_PAGE_GROWTH = 8
 # Nightscout's API3 MIN_TIMESTAMP (2000-01-01): history refuses an older lastModified with a 400.
 HISTORY_START_MS = 946_684_800_000
-EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+# v1 reads need a condition on the time field (without one Nightscout looks back only 4 days).
+# The epoch, not 2000: documents from a clock stuck in 1970 must be read to be rejected.
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PROFILE_COUNT = 1_000_000
 
 
 _TOKEN_IN_PATH = re.compile(r"(/api/v2/authorization/request/)[^\s\"'?]+")
@@ -84,6 +99,25 @@ class _TransientError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class V3Access:
+    """Whether the v3 history feed can be read on a site, and why (shown by `cascade doctor`)."""
+
+    usable: bool
+    reason: str
+
+
+class ApiNotFoundError(NightscoutError):
+    """The site answered 404 where a Nightscout API should be."""
+
+    def __init__(self, site: SiteConfig, path: str) -> None:
+        super().__init__(
+            f"no Nightscout API at {site.url} (HTTP 404 for {path}): check NIGHTSCOUT_URL / "
+            f"the url of site {site.id!r}"
+        )
+        self.path = path
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TransientError | httpx.TimeoutException | httpx.TransportError)
 
@@ -108,7 +142,9 @@ def _describe(exc: BaseException) -> str:
 
 def iso_ms(moment: datetime) -> str:
     """Nightscout's own ISO format: UTC, milliseconds, `Z`. Sorts as text the same as in time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def _time_param(collection: Collection, moment: datetime | int | str) -> str:
@@ -152,7 +188,7 @@ class NightscoutClient:
         self._slots = threading.Semaphore(concurrency)
         self._jwt: _Jwt | None = None
         self._jwt_lock = threading.Lock()
-        self._v3: bool | None = None
+        self._v3: V3Access | None = None
         self._http = httpx.Client(
             base_url=site.url,
             timeout=httpx.Timeout(timeout_seconds),
@@ -197,7 +233,9 @@ class NightscoutClient:
             raise NightscoutUnavailableError(
                 f"site {self.site.id!r}: the token exchange answered without a JWT"
             )
-        return _Jwt(token=str(payload["token"]), expires_at=float(payload.get("exp") or time.time() + 3600))
+        return _Jwt(
+            token=str(payload["token"]), expires_at=float(payload.get("exp") or time.time() + 3600)
+        )
 
     def _auth_headers(self, *, renew: bool = False) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -222,7 +260,9 @@ class NightscoutClient:
     # ---- transport --------------------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(multiplier=self.backoff_seconds, max=30.0, jitter=self.backoff_seconds)
+        backoff = wait_exponential_jitter(
+            multiplier=self.backoff_seconds, max=30.0, jitter=self.backoff_seconds
+        )
         delay = backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _TransientError) and exc.retry_after is not None:
@@ -277,7 +317,7 @@ class NightscoutClient:
             if response.status_code in (401, 403):
                 raise self._auth_error(response.status_code, f"GET {path}")
             if response.status_code == 404:
-                raise FileNotFoundError(path)
+                raise ApiNotFoundError(self.site, path)
             if response.status_code >= 400:
                 raise NightscoutUnavailableError(
                     f"Nightscout site {self.site.id!r}: GET {path} answered HTTP {response.status_code}: "
@@ -293,21 +333,45 @@ class NightscoutClient:
 
     # ---- discovery --------------------------------------------------------------------------
 
-    def has_v3(self) -> bool:
-        """Whether the history feed is usable: the server speaks v3 and we can authenticate to it.
-
-        v3 only accepts JWTs, so a locked site configured with an API secret alone is read via v1.
-        """
+    def v3_access(self) -> V3Access:
+        """Whether this site's v3 history feed can be read with the configured credentials."""
         if self._v3 is None:
-            if self.site.api_secret is not None and self.site.token is None:
-                self._v3 = False
-            else:
-                try:
-                    self._get_json("/api/v3/version")
-                    self._v3 = True
-                except FileNotFoundError:
-                    self._v3 = False
+            self._v3 = self._probe_v3()
         return self._v3
+
+    def _probe_v3(self) -> V3Access:
+        if self.site.token is None:
+            reason = "v3 accepts only a JWT from an access token, even on an open site"
+            return V3Access(False, f"no token configured ({reason})")
+        try:
+            self._get_json("/api/v3/version")
+        except ApiNotFoundError:
+            return V3Access(False, "the server has no API v3 (Nightscout before 14)")
+        self._get_json("/api/v3/lastModified")  # a refused token raises, naming the site
+        return V3Access(True, "the token is accepted by v3")
+
+    def count(self, collection: Collection) -> int | None:
+        """How many documents v1 holds for the collection (`/api/v1/count`), or None if unknown.
+
+        The same time condition as `v1_pages` with no bounds, so both see the same documents.
+        """
+        if collection.count_params is None:
+            return None
+        try:
+            payload, _ = self._get_json(
+                f"/api/v1/count/{collection.name}/where", dict(collection.count_params)
+            )
+        except ApiNotFoundError:
+            return None
+        if isinstance(payload, list) and not payload:
+            return 0  # MongoDB's aggregate yields no group when nothing matches
+        if (
+            isinstance(payload, list)
+            and isinstance(payload[0], dict)
+            and isinstance(payload[0].get("count"), int)
+        ):
+            return int(payload[0]["count"])
+        return None
 
     def status(self) -> dict[str, Any]:
         payload, _ = self._get_json("/api/v1/status.json")
@@ -315,16 +379,28 @@ class NightscoutClient:
 
     # ---- paging -----------------------------------------------------------------------------
 
-    def history_pages(self, collection: Collection, *, after_srv_modified: int = 0) -> Iterator[Page]:
+    def history_count(self, collection: Collection, *, at_most: int) -> int:
+        """How many documents v3 history shows (ids only), counting no further than `at_most`."""
+        seen = 0
+        for page in self.history_pages(collection, fields="identifier,srvModified"):
+            seen += len(page.docs)
+            if seen >= at_most:
+                return at_most
+        return seen
+
+    def history_pages(
+        self, collection: Collection, *, after_srv_modified: int = 0, fields: str | None = None
+    ) -> Iterator[Page]:
         """Every document created, changed or deleted with `srvModified >= after_srv_modified`."""
         limit = self.page_size
         param = max(after_srv_modified - 1, HISTORY_START_MS)
         seen_at_boundary: set[str] = set()
         boundary: int | None = None
         while True:
-            payload, body = self._get_json(
-                f"/api/v3/{collection.name}/history/{param}", {"limit": str(limit)}
+            params = (
+                {"limit": str(limit)} if fields is None else {"limit": str(limit), "fields": fields}
             )
+            payload, body = self._get_json(f"/api/v3/{collection.name}/history/{param}", params)
             docs = payload.get("result", []) if isinstance(payload, dict) else []
             fresh = [d for d in docs if _doc_id(d) not in seen_at_boundary]
             if docs and not fresh and len(docs) >= limit:
@@ -353,9 +429,7 @@ class NightscoutClient:
     ) -> Iterator[Page]:
         """Documents with event time in [since, until) (or [since, through]), newest first."""
         if not collection.paged:
-            payload, body = self._get_json(f"/api/v1/{collection.name}.json")
-            docs = payload if isinstance(payload, list) else []
-            yield Page(collection.name, "v1", docs, body, None)
+            yield self._whole_collection(collection)
             return
         field_ = collection.time_field
         count = self.page_size
@@ -391,6 +465,21 @@ class NightscoutClient:
             boundary = oldest
             seen_at_boundary.update(_doc_id(d) for d in docs if d.get(field_) == boundary)
             upper_key, upper = f"find[{field_}][$lte]", str(boundary)
+
+    def _whole_collection(self, collection: Collection) -> Page:
+        """Read a small collection that v1 cannot page (profile) whole: it returns the newest
+        `count` documents (10 by default), so ask for more until the answer is shorter."""
+        count = self.page_size
+        while True:
+            payload, body = self._get_json(f"/api/v1/{collection.name}.json", {"count": str(count)})
+            docs = payload if isinstance(payload, list) else []
+            if len(docs) < count:
+                return Page(collection.name, "v1", docs, body, None)
+            if count >= MAX_PROFILE_COUNT:
+                raise PagingError(
+                    f"Nightscout site {self.site.id!r}: more than {count} {collection.name} documents"
+                )
+            count *= 10
 
     def _grow(self, size: int, collection: Collection, boundary: object) -> int:
         if size >= self.page_size * MAX_PAGE_GROWTH:
