@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cascade.cli.render import ProgressRows, ingest_table, status_tables
 from cascade.config import get_settings
 from cascade.exceptions import CascadeError
 from cascade.lake.schemas import RAW_COLLECTIONS
@@ -30,7 +30,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-nightscout_app = typer.Typer(help="Tools for Nightscout itself, such as a fake server for trying Cascade.", no_args_is_help=True)
+nightscout_app = typer.Typer(
+    help="Tools for Nightscout itself, such as a fake server for trying Cascade.",
+    no_args_is_help=True,
+)
 app.add_typer(nightscout_app, name="nightscout")
 stack_app = typer.Typer(
     help="The lakehouse services (PostgreSQL, MinIO, Nessie, Trino) as local processes, for development and CI.",
@@ -59,7 +62,9 @@ def _day(value: str | None, option: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (use YYYY-MM-DD or an ISO time)", param_hint=option) from None
+        raise typer.BadParameter(
+            f"{value!r} is not a date (use YYYY-MM-DD or an ISO time)", param_hint=option
+        ) from None
     if isinstance(parsed, date) and parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed
@@ -67,11 +72,34 @@ def _day(value: str | None, option: str) -> datetime | None:
 
 @app.command()
 def ingest(
-    site: Annotated[list[str] | None, typer.Option("--site", "-s", help="Site id to load (repeat for several). Default: every configured site.")] = None,
-    collections: Annotated[str, typer.Option(help="Comma-separated collections to load.")] = ",".join(RAW_COLLECTIONS),
-    since: Annotated[str | None, typer.Option(help="Re-read events from this date (UTC) on. Leaves the incremental cursor alone.")] = None,
-    until: Annotated[str | None, typer.Option(help="Re-read events before this date (UTC). Leaves the cursor alone.")] = None,
-    from_stage: Annotated[bool, typer.Option("--from-stage", help="Rebuild the raw tables from the pages landed in stage, without asking Nightscout.")] = False,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site",
+            "-s",
+            help="Site id to load (repeat for several). Default: every configured site.",
+        ),
+    ] = None,
+    collections: Annotated[
+        str, typer.Option(help="Comma-separated collections to load.")
+    ] = ",".join(RAW_COLLECTIONS),
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-read events from this date (UTC) on. Leaves the incremental cursor alone."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Re-read events before this date (UTC). Leaves the cursor alone."),
+    ] = None,
+    from_stage: Annotated[
+        bool,
+        typer.Option(
+            "--from-stage",
+            help="Rebuild the raw tables from the pages landed in stage, without asking Nightscout.",
+        ),
+    ] = False,
 ) -> None:
     """Load Nightscout into the raw Iceberg tables, incrementally and idempotently.
 
@@ -90,37 +118,26 @@ def ingest(
         )
     try:
         settings = get_settings()
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=None),
-            TextColumn("{task.completed:,} docs"), TimeElapsedColumn(), console=errors, transient=False,
-        ) as progress:
-            tasks: dict[tuple[str, str], Any] = {}
-
-            def on_progress(site_id: str, collection: str, count: int) -> None:
-                key = (site_id, collection)
-                if key not in tasks:
-                    tasks[key] = progress.add_task(f"{site_id} {collection}", total=None)
-                progress.advance(tasks[key], count)
-
+        window = _day(since, "--since"), _day(until, "--until")
+        with ProgressRows(errors) as rows:
             reports = run_ingest(
-                settings, site_ids=site, collections=names, since=_day(since, "--since"),
-                until=_day(until, "--until"), from_stage=from_stage, progress=on_progress,
+                settings,
+                site_ids=site,
+                collections=names,
+                since=window[0],
+                until=window[1],
+                from_stage=from_stage,
+                progress=rows.ingest,
             )
-            for task in tasks.values():
-                progress.update(task, total=progress.tasks[task].completed)
     except CascadeError as exc:
         raise _fail(exc) from None
-    table = Table(title="ingest", show_lines=False)
-    for column in ("site", "collection", "api", "documents", "new", "replaced", "unchanged", "rejected", "seconds"):
-        table.add_column(column, justify="right" if column not in ("site", "collection", "api") else "left")
-    for r in reports:
-        table.add_row(r.site_id, r.collection, r.api, f"{r.documents:,}", f"{r.inserted:,}", f"{r.replaced:,}",
-                      f"{r.unchanged:,}", f"{r.rejected:,}", f"{r.seconds:.1f}")
-    console.print(table)
+    console.print(ingest_table(reports))
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """Show every lake table: rows, snapshots, last commit time and each site's cursor."""
     from cascade.lake.catalog import load_lake_catalog
     from cascade.lake.status import lake_status
@@ -132,19 +149,18 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     if as_json:
         sys.stdout.write(json.dumps([s.as_dict() for s in statuses], indent=2) + "\n")
         return
-    table = Table(title="lake")
-    for column in ("table", "rows", "snapshots", "last commit (UTC)", "cursors"):
-        table.add_column(column, justify="right" if column in ("rows", "snapshots") else "left")
-    for s in statuses:
-        cursor_text = "\n".join(f"{site}: {json.dumps(c)}" for site, c in s.cursors.items())
-        table.add_row(s.table, f"{s.rows:,}", str(s.snapshots), s.last_commit_at or "-", cursor_text)
-    console.print(table)
+    for table in status_tables(statuses):
+        console.print(table)
 
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help='SQL over the lake, e.g. "select count(*) from raw.entries".')],
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    sql: Annotated[
+        str, typer.Argument(help='SQL over the lake, e.g. "select count(*) from raw.entries".')
+    ],
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.table,
 ) -> None:
     """Run ad-hoc SQL over the lake with DuckDB; tables are named namespace.table (raw.entries)."""
     from cascade.serve.query import run_query
@@ -154,7 +170,10 @@ def query(
     except CascadeError as exc:
         raise _fail(exc) from None
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2)
+            + "\n"
+        )
     elif output is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -170,43 +189,22 @@ def query(
         console.print(table)
 
 
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=None),
-        TextColumn("{task.completed:,} docs"), TimeElapsedColumn(), console=errors,
-    )
-
-
-def _ingest_callback(progress: Progress) -> Any:
-    tasks: dict[tuple[str, str], Any] = {}
-
-    def on_progress(site_id: str, collection: str, count: int) -> None:
-        key = (site_id, collection)
-        if key not in tasks:
-            tasks[key] = progress.add_task(f"ingest {site_id} {collection}", total=None)
-        progress.advance(tasks[key], count)
-
-    return on_progress
-
-
-def _stage_callback(progress: Progress) -> Any:
-    current: list[Any] = []
-
-    def on_stage(stage: str) -> None:
-        for task in current:
-            progress.update(task, total=1, completed=1)
-        label = {"transform": "dbt build (bronze → silver → gold → marts)",
-                 "generate": "generating synthetic people", "ingest": "ingest", "report": "AGP reports",
-                 "promote": "merging into main (Nessie)"}
-        current[:] = [progress.add_task(label.get(stage, stage), total=None)] if stage != "ingest" else []
-
-    return on_stage
-
-
 @app.command()
 def transform(
-    select: Annotated[list[str] | None, typer.Option("--select", "-s", help="dbt selector(s), e.g. fct_glucose_readings+ or path:models/gold.")] = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch (same result, slower).")] = False,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            "-s",
+            help="dbt selector(s), e.g. fct_glucose_readings+ or path:models/gold.",
+        ),
+    ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh", help="Rebuild incremental models from scratch (same result, slower)."
+        ),
+    ] = False,
 ) -> None:
     """Build the dbt project (bronze → silver → gold → marts) over the raw tables, with its tests.
 
@@ -215,8 +213,8 @@ def transform(
     from cascade.transform.runner import transform as run_transform
 
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=errors) as progress:
-            progress.add_task("dbt build", total=None)
+        with ProgressRows(errors) as rows:
+            rows.step("dbt build")
             result = run_transform(get_settings(), select=select, full_refresh=full_refresh)
     except CascadeError as exc:
         raise _fail(exc) from None
@@ -225,9 +223,19 @@ def transform(
 
 @app.command()
 def run(
-    site: Annotated[list[str] | None, typer.Option("--site", help="Only these sites (repeatable).")] = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")] = False,
-    promote: Annotated[bool, typer.Option("--promote", help="Lakehouse: when every test passed, merge NESSIE_REF (e.g. dev) into main, atomically.")] = False,
+    site: Annotated[
+        list[str] | None, typer.Option("--site", help="Only these sites (repeatable).")
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")
+    ] = False,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote",
+            help="Lakehouse: when every test passed, merge NESSIE_REF (e.g. dev) into main, atomically.",
+        ),
+    ] = False,
 ) -> None:
     """The whole job: ingest every site, then build and test every dbt model. Stops at the first failure and says which step, model or test failed and why.
 
@@ -236,20 +244,31 @@ def run(
     from cascade.pipeline import run_pipeline
 
     try:
-        with _progress() as progress:
-            result = run_pipeline(get_settings(), site_ids=site, full_refresh=full_refresh, promote_to_main=promote,
-                                  on_ingest_progress=_ingest_callback(progress), on_stage=_stage_callback(progress))
+        with ProgressRows(errors) as rows:
+            result = run_pipeline(
+                get_settings(),
+                site_ids=site,
+                full_refresh=full_refresh,
+                promote_to_main=promote,
+                on_ingest_progress=rows.ingest,
+                on_stage=rows.stage,
+            )
     except CascadeError as exc:
         raise _fail(exc) from None
+    console.print(ingest_table(result.loads))
     loaded = sum(r.inserted + r.replaced for r in result.loads)
-    console.print(f"[green]run ok[/]: {loaded:,} records ingested or updated; {result.transform.summary()}")
+    console.print(
+        f"[green]run ok[/]: {loaded:,} records ingested or updated; {result.transform.summary()}"
+    )
     if result.promotion is not None:
         console.print(f"[green]promote ok[/]: {result.promotion.summary()}")
 
 
 @app.command("promote")
 def promote_branch(
-    source: Annotated[str | None, typer.Option("--from", help="The branch to merge; default NESSIE_REF.")] = None,
+    source: Annotated[
+        str | None, typer.Option("--from", help="The branch to merge; default NESSIE_REF.")
+    ] = None,
     target: Annotated[str, typer.Option("--into", help="The branch that receives it.")] = "main",
 ) -> None:
     """Merge a Nessie branch (default NESSIE_REF, e.g. dev) into main in one atomic commit (lakehouse profile).
@@ -282,41 +301,82 @@ def demo(
     from cascade.demo import run_demo
 
     try:
-        with _progress() as progress:
-            result = run_demo(get_settings(), subjects=subjects, days=days, seed=seed,
-                              on_ingest_progress=_ingest_callback(progress), on_stage=_stage_callback(progress))
+        with ProgressRows(errors) as rows:
+            result = run_demo(
+                get_settings(),
+                subjects=subjects,
+                days=days,
+                seed=seed,
+                on_ingest_progress=rows.ingest,
+                on_stage=rows.stage,
+            )
     except CascadeError as exc:
         raise _fail(exc) from None
-    table = Table(title="Headline metrics, 14 days to the last day with data (% of readings)",
-                  caption="targets: TIR > 70, TBR < 4, TAR < 25, CV <= 36, % active >= 70")
+    table = Table(
+        title="Headline metrics, 14 days to the last day with data (% of readings)",
+        caption="targets: TIR > 70, TBR < 4, TAR < 25, CV <= 36, % active >= 70",
+    )
     for column in ("subject", "ends", "active", "TIR", "TBR", "TAR", "GMI", "CV", "GRI"):
-        table.add_column(column, justify="left" if column in ("subject", "ends") else "right", no_wrap=True)
+        table.add_column(
+            column, justify="left" if column in ("subject", "ends") else "right", no_wrap=True
+        )
     for row in result.headline:
-        table.add_row(row["site_id"], str(row["window_end_date"]), _pct(row["cgm_active_pct"]), _pct(row["tir_pct"]),
-                      _pct(row["tbr_pct"]), _pct(row["tar_pct"]), _pct(row["gmi_pct"]), _pct(row["cv_pct"]),
-                      f"{_pct(row['gri'])} {row['gri_zone'] or ''}")
+        table.add_row(
+            row["site_id"],
+            str(row["window_end_date"]),
+            _pct(row["cgm_active_pct"]),
+            _pct(row["tir_pct"]),
+            _pct(row["tbr_pct"]),
+            _pct(row["tar_pct"]),
+            _pct(row["gmi_pct"]),
+            _pct(row["cv_pct"]),
+            f"{_pct(row['gri'])} {row['gri_zone'] or ''}",
+        )
     console.print(table)
     for site_id, path in result.reports.items():
         console.print(f"AGP report for {site_id}: [link=file://{path}]{path}[/link]")
-    console.print(f"\nExplore the demo lake: CASCADE_HOME={result.home} cascade query \"select * from marts.mrt_daily_summary limit 10\"")
+    console.print(
+        f'\nExplore the demo lake: CASCADE_HOME={result.home} cascade query "select * from marts.mrt_daily_summary limit 10"'
+    )
 
 
 @app.command()
 def report(
     site: Annotated[str, typer.Option("--site", help="Site id (one person).")],
     out: Annotated[Path, typer.Option("--out", help="Output file: .html, or .pdf for a PDF.")],
-    subject: Annotated[str | None, typer.Option("--subject", help="Subject id; in Cascade a site is one person, so this equals --site.")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="Last local date of the window (default: the last day with readings).")] = None,
-    days: Annotated[int, typer.Option("--days", help="Window length in days (the consensus period is 14).")] = 14,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject", help="Subject id; in Cascade a site is one person, so this equals --site."
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end", help="Last local date of the window (default: the last day with readings)."
+        ),
+    ] = None,
+    days: Annotated[
+        int, typer.Option("--days", help="Window length in days (the consensus period is 14).")
+    ] = 14,
 ) -> None:
     """Write the one-page AGP report: metrics against consensus targets, TIR bar, AGP curve, daily profiles."""
     from cascade.serve.report import render_report
 
     if subject is not None and subject != site:
-        raise typer.BadParameter(f"subject {subject!r} is not site {site!r}: each Nightscout site is one person", param_hint="--subject")
+        raise typer.BadParameter(
+            f"subject {subject!r} is not site {site!r}: each Nightscout site is one person",
+            param_hint="--subject",
+        )
     end_day = _day(end, "--end")
     try:
-        path = render_report(get_settings(), site_id=site, end=end_day.date() if end_day else None, days=days, out=out)
+        path = render_report(
+            get_settings(),
+            site_id=site,
+            end=end_day.date() if end_day else None,
+            days=days,
+            out=out,
+        )
     except CascadeError as exc:
         raise _fail(exc) from None
     console.print(f"report written: {path}")
@@ -344,7 +404,14 @@ def _stack_table(statuses: list[Any], title: str) -> Table:
         table.add_column(column)
     for s in statuses:
         colour = "green" if s.healthy else "yellow" if s.running else "red"
-        table.add_row(s.name, s.version, f"[{colour}]{s.state}[/]", str(s.pid or "-"), s.endpoint, str(s.log_path))
+        table.add_row(
+            s.name,
+            s.version,
+            f"[{colour}]{s.state}[/]",
+            str(s.pid or "-"),
+            s.endpoint,
+            str(s.log_path),
+        )
     return table
 
 
@@ -361,7 +428,14 @@ def _stack_logging() -> None:
 
 
 @stack_app.command("up")
-def stack_up(services: Annotated[list[str] | None, typer.Argument(help="Services to start (with their dependencies); default all: postgres minio nessie trino.")] = None) -> None:
+def stack_up(
+    services: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Services to start (with their dependencies); default all: postgres minio nessie trino."
+        ),
+    ] = None,
+) -> None:
     """Install what is missing (cached in CASCADE_DOWNLOAD_CACHE), start what is not running, wait until healthy."""
     from cascade.stack import load_stack_settings, up
 
@@ -374,7 +448,11 @@ def stack_up(services: Annotated[list[str] | None, typer.Argument(help="Services
 
 
 @stack_app.command("down")
-def stack_down(services: Annotated[list[str] | None, typer.Argument(help="Services to stop; default all.")] = None) -> None:
+def stack_down(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to stop; default all.")
+    ] = None,
+) -> None:
     """Stop only the services this stack started; data stays under CASCADE_STACK_HOME."""
     from cascade.stack import down, load_stack_settings
 
@@ -387,7 +465,9 @@ def stack_down(services: Annotated[list[str] | None, typer.Argument(help="Servic
 
 
 @stack_app.command("status")
-def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def stack_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Whether each service is running and healthy, where it listens and where its log is."""
     from cascade.stack import load_stack_settings, status
 
@@ -396,8 +476,24 @@ def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
     except CascadeError as exc:
         raise _fail(exc) from None
     if as_json:
-        sys.stdout.write(json.dumps([{"service": s.name, "version": s.version, "running": s.running, "healthy": s.healthy,
-                                      "pid": s.pid, "endpoint": s.endpoint, "log": str(s.log_path)} for s in statuses], indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                [
+                    {
+                        "service": s.name,
+                        "version": s.version,
+                        "running": s.running,
+                        "healthy": s.healthy,
+                        "pid": s.pid,
+                        "endpoint": s.endpoint,
+                        "log": str(s.log_path),
+                    }
+                    for s in statuses
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
         return
     console.print(_stack_table(statuses, "stack"))
     if not all(s.healthy for s in statuses):
@@ -420,8 +516,17 @@ def stack_logs(
 
 @app.command()
 def publish(
-    mart: Annotated[list[str] | None, typer.Option("--mart", "-m", help="Only these marts (repeatable), e.g. mrt_daily_summary; default every marts.* table.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Republish marts whose snapshot is already published.")] = False,
+    mart: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mart",
+            "-m",
+            help="Only these marts (repeatable), e.g. mrt_daily_summary; default every marts.* table.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Republish marts whose snapshot is already published.")
+    ] = False,
 ) -> None:
     """Copy the lake's marts into PostgreSQL (schema MARTS_SCHEMA) for BI, atomically for readers.
 
@@ -430,8 +535,8 @@ def publish(
     from cascade.publish import publish as run_publish
 
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=errors) as progress:
-            progress.add_task("publishing marts to PostgreSQL", total=None)
+        with ProgressRows(errors) as rows:
+            rows.step("publishing marts to PostgreSQL")
             result = run_publish(get_settings(), marts=mart, force=force)
     except CascadeError as exc:
         raise _fail(exc) from None
@@ -439,7 +544,12 @@ def publish(
     for column in ("mart", "Iceberg snapshot", "rows", "status"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for item in result.marts:
-        table.add_row(item.mart, str(item.snapshot_id), f"{item.rows:,}", f"published ({item.reason})" if item.published else "unchanged")
+        table.add_row(
+            item.mart,
+            str(item.snapshot_id),
+            f"{item.rows:,}",
+            f"published ({item.reason})" if item.published else "unchanged",
+        )
     console.print(table)
     console.print(f"[green]publish ok[/]: {result.summary()}")
 
@@ -447,16 +557,39 @@ def publish(
 @nightscout_app.command("serve")
 def nightscout_serve(
     port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 1337,
-    subjects: Annotated[int, typer.Option(help="How many people (one Nightscout site each).", min=1)] = 3,
+    subjects: Annotated[
+        int, typer.Option(help="How many people (one Nightscout site each).", min=1)
+    ] = 3,
     days: Annotated[int, typer.Option(help="Days of history per person.", min=1)] = 14,
-    interval_minutes: Annotated[int, typer.Option(help="CGM interval: 5 (Dexcom) or 1 (Libre 3).")] = 5,
+    interval_minutes: Annotated[
+        int, typer.Option(help="CGM interval: 5 (Dexcom) or 1 (Libre 3).")
+    ] = 5,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed serves the same data.")] = 0,
-    api_secret: Annotated[str | None, typer.Option(envvar="FAKE_NIGHTSCOUT_API_SECRET", help="Lock the sites with this API secret.")] = None,
-    token: Annotated[list[str] | None, typer.Option(help="Access token accepted for reads and JWT exchange (repeatable).")] = None,
-    no_v3: Annotated[bool, typer.Option("--no-v3", help="Act like an old Nightscout without API v3.")] = False,
-    fault_rate: Annotated[float, typer.Option(help="Share of requests that fail on purpose (0-1).")] = 0.0,
-    fault_kinds: Annotated[str, typer.Option(help="Faults to draw from: slow,429,500,503,drop,malformed_json.")] = "429,500,drop",
-    clean: Annotated[bool, typer.Option("--clean", help="Serve no broken records (no duplicates, bad clocks or bad types).")] = False,
+    api_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FAKE_NIGHTSCOUT_API_SECRET", help="Lock the sites with this API secret."
+        ),
+    ] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(help="Access token accepted for reads and JWT exchange (repeatable)."),
+    ] = None,
+    no_v3: Annotated[
+        bool, typer.Option("--no-v3", help="Act like an old Nightscout without API v3.")
+    ] = False,
+    fault_rate: Annotated[
+        float, typer.Option(help="Share of requests that fail on purpose (0-1).")
+    ] = 0.0,
+    fault_kinds: Annotated[
+        str, typer.Option(help="Faults to draw from: slow,429,500,503,drop,malformed_json.")
+    ] = "429,500,drop",
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean", help="Serve no broken records (no duplicates, bad clocks or bad types)."
+        ),
+    ] = False,
 ) -> None:
     """Serve synthetic Nightscout sites over real HTTP (API v1 and v3), for trying Cascade.
 
@@ -467,9 +600,17 @@ def nightscout_serve(
     if interval_minutes not in (1, 5):
         raise typer.BadParameter("use 1 or 5", param_hint="--interval-minutes")
     serve(
-        port=port, subjects=subjects, days=days, interval_minutes=interval_minutes, seed=seed,
-        api_secret=api_secret, tokens=token or [], v3_enabled=not no_v3,
-        fault_rate=fault_rate, fault_kinds=[k for k in fault_kinds.split(",") if k], dirty=not clean,
+        port=port,
+        subjects=subjects,
+        days=days,
+        interval_minutes=interval_minutes,
+        seed=seed,
+        api_secret=api_secret,
+        tokens=token or [],
+        v3_enabled=not no_v3,
+        fault_rate=fault_rate,
+        fault_kinds=[k for k in fault_kinds.split(",") if k],
+        dirty=not clean,
     )
 
 
