@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from pyiceberg.catalog import Catalog
@@ -15,6 +16,9 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from cascade.config import Profile, Settings, load_settings
 from cascade.exceptions import CascadeError
+
+if TYPE_CHECKING:
+    from cascade.lake.ingest import Held
 
 
 @dataclass(frozen=True)
@@ -108,18 +112,18 @@ def _trino(settings: Settings) -> str:
     )
 
 
-def _held(catalog: Catalog, site_id: str, collection: str) -> int:
+def _held(catalog: Catalog, site_id: str, collection: str) -> Held:
     """What the lake holds of the site's collection; nothing if it was never ingested (doctor
     creates no table)."""
-    from cascade.lake.ingest import held_documents
+    from cascade.lake.ingest import Held, held_in_lake
     from cascade.lake.schemas import RAW_NAMESPACE, REJECTS_TABLE
 
     try:
         table = catalog.load_table(f"{RAW_NAMESPACE}.{collection}")
         rejects = catalog.load_table(f"{RAW_NAMESPACE}.{REJECTS_TABLE}")
     except NoSuchTableError:
-        return 0
-    return held_documents(table, rejects, site_id, collection)
+        return Held(0, 0)
+    return held_in_lake(table, rejects, site_id, collection)
 
 
 V3_COUNT_LIMIT = 10_000  # doctor pages v3 history by ids only, and stops counting here
@@ -158,7 +162,7 @@ def _site(settings: Settings, site_id: str) -> list[Check]:
                 v3_count = client.history_count(collection, at_most=V3_COUNT_LIMIT)
                 seen.append(f"v3 history {v3_count:,}{'+' if v3_count >= V3_COUNT_LIMIT else ''}")
             held = _held(catalog, site_id, collection_name)
-            seen.append(f"lake {held:,}")
+            seen.append(f"lake {held.documents:,} ({held.outside_history:,} without srvModified)")
             strategy = choose_strategy(
                 access, collection, v1_count if collection.paged else None, held
             )

@@ -112,7 +112,7 @@ def test_ingest_status_query_over_a_served_fake(served: dict[str, str]) -> None:
         "raw.rejects",
     }
     assert tables["raw.entries"]["rows"] > 500
-    assert "srv_modified" in tables["raw.entries"]["cursors"]["subject-02"]["v3"]
+    assert "loaded_until" in tables["raw.entries"]["cursors"]["subject-02"]["v1"]
 
     rows = json.loads(
         _cascade(

@@ -10,7 +10,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from cascade.config import Settings, SiteConfig
-from cascade.exceptions import NightscoutAuthError, NightscoutUnavailableError
+from cascade.exceptions import IncompleteLoadError, NightscoutAuthError, NightscoutUnavailableError
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.lake.tables import read_cursor
@@ -45,22 +45,52 @@ def _expected_rows(ns: FakeNightscout, collection: str) -> int:
     return sum(store.count(collection) - rejectable for store in ns.stores.values())
 
 
-def test_full_load_has_exactly_what_the_server_holds(settings: Settings, server: FakeNightscout) -> None:
-    settings = _configure(settings, server)
-    reports = ingest(settings)
-    catalog = load_lake_catalog(settings)
-    for collection in COLLECTIONS:
-        assert _rows(catalog, collection) == _expected_rows(server, collection), collection
-    rejects = catalog.load_table("raw.rejects").scan().to_arrow()
-    expected_rejects = sum(dirty_record_counts(DAYS)[f"rejectable_{c}"] for c in COLLECTIONS) * 2
-    assert rejects.num_rows == expected_rejects
-    assert all(reason for reason in rejects["reason"].to_pylist())
-    assert {r.api for r in reports} == {"v3"}
-    entries = catalog.load_table("raw.entries")
-    for site in server.site_ids:
-        assert read_cursor(entries, site)["api"] == "v3"
-    # every page landed in stage
-    assert list((settings.staging_path / "nightscout" / "subject-01" / "entries").rglob("*.json.zst"))
+TOKEN = "reader-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("uploaded_through", "token", "paged_api"),
+    [
+        ("v1", None, "v1"),  # an open site, no credentials: v1 alone
+        ("v1", TOKEN, "v1+v3"),  # uploads through v1 are not in v3 history: both
+        ("v3", TOKEN, "v3"),  # everything in v3 history and the count agrees: v3 alone
+    ],
+)
+def test_full_load_has_exactly_what_the_server_holds(
+    settings: Settings, uploaded_through: str, token: str | None, paged_api: str
+) -> None:
+    tokens = [TOKEN] if token else []
+    with FakeNightscout.synthetic(
+        subjects=2, days=DAYS, seed=7, uploaded_through=uploaded_through, tokens=tokens,  # type: ignore[arg-type]
+        auth_default_roles="readable",
+    ).start() as server:
+        settings = _configure(settings, server, **({"token": token} if token else {}))
+        reports = ingest(settings)
+        catalog = load_lake_catalog(settings)
+        for collection in COLLECTIONS:
+            assert _rows(catalog, collection) == _expected_rows(server, collection), collection
+        rejects = catalog.load_table("raw.rejects").scan().to_arrow()
+        dirty = dirty_record_counts(DAYS)
+        rejectable = sum(dirty[f"rejectable_{c}"] for c in COLLECTIONS)
+        if uploaded_through == "v1":
+            # Through v1 an unparseable created_at becomes the upload time (lib/server/treatments.js),
+            # and an entry with no date matches no v1 date query: neither reaches the lake.
+            rejectable -= dirty["treatments_created_at_unparseable"] + dirty["entries_missing_date"]
+        assert rejects.num_rows == rejectable * 2
+        assert all(reason for reason in rejects["reason"].to_pylist())
+        apis = {r.collection: r.api for r in reports}
+        assert {apis[c] for c in ("entries", "treatments", "devicestatus")} == {paged_api}
+        assert apis["profile"] == ("v1+v3" if token else "v1")
+        for report in reports:
+            assert report.documents == report.inserted + report.replaced + report.unchanged + report.rejected
+            assert report.reason
+        entries = catalog.load_table("raw.entries")
+        for site in server.site_ids:
+            # a cursor part moves only with rows: v3 history of v1 uploads has none
+            read_by = {"v1"} & set(paged_api.split("+")) | ({"v3"} if uploaded_through == "v3" else set())
+            assert set(read_cursor(entries, site)) == read_by
+        # every page landed in stage
+        assert list((settings.staging_path / "nightscout" / "subject-01" / "entries").rglob("*.json.zst"))
 
 
 def test_rerun_and_window_reingest_add_nothing(settings: Settings, server: FakeNightscout) -> None:
@@ -76,25 +106,46 @@ def test_rerun_and_window_reingest_add_nothing(settings: Settings, server: FakeN
     assert after == before  # same rows, and not even a new snapshot
 
 
-def test_edits_and_deletions_arrive_through_v3_history(settings: Settings, server: FakeNightscout) -> None:
-    settings = _configure(settings, server)
-    ingest(settings)
-    store = server.stores["subject-01"]
-    treatments = [d for d in store.documents("treatments") if d.get("eventType") == "Meal Bolus"]
-    edited, deleted = treatments[0], treatments[1]
-    store.edit("treatments", edited["identifier"], {"carbs": 77})
-    store.delete("treatments", deleted["identifier"])
-    store.insert("entries", [{"type": "sgv", "sgv": 111, "date": int(datetime.now(UTC).timestamp() * 1000) - 60_000, "device": "late"}])
-    reports = ingest(settings, collections=("treatments", "entries"))
-    by = {(r.site_id, r.collection): r for r in reports}
-    assert by[("subject-01", "treatments")].replaced == 2
-    assert by[("subject-01", "entries")].inserted == 1
-    catalog = load_lake_catalog(settings)
-    rows = catalog.load_table("raw.treatments").scan().to_arrow()
-    mine = {r["source_id"]: r for r in rows.filter(pc.equal(rows["site_id"], "subject-01")).to_pylist()}
-    assert mine[edited["identifier"]]["carbs_grams"] == 77
-    assert mine[deleted["identifier"]]["is_valid"] is False  # kept, marked deleted
-    assert _rows(catalog, "treatments") == _expected_rows(server, "treatments") + 1  # the tombstone stays
+def test_edits_and_deletions_arrive_through_v3_history(settings: Settings) -> None:
+    with FakeNightscout.synthetic(subjects=1, days=DAYS, seed=7, tokens=[TOKEN], auth_default_roles="readable").start() as server:
+        settings = _configure(settings, server, token=TOKEN)
+        ingest(settings)
+        store = server.stores["subject-01"]
+        treatments = [d for d in store.documents("treatments") if d.get("eventType") == "Meal Bolus"]
+        edited, deleted = treatments[0], treatments[1]  # uploaded through v1: no identifier
+        store.edit("treatments", edited["_id"], {"carbs": 77})
+        store.delete("treatments", deleted["_id"])
+        store.insert("entries", [{"type": "sgv", "sgv": 111, "date": int(datetime.now(UTC).timestamp() * 1000) - 60_000, "device": "late"}])
+        reports = ingest(settings, collections=("treatments", "entries"))
+        by = {(r.site_id, r.collection): r for r in reports}
+        assert by[("subject-01", "treatments")].replaced == 2
+        assert by[("subject-01", "entries")].inserted == 1
+        catalog = load_lake_catalog(settings)
+        rows = catalog.load_table("raw.treatments").scan().to_arrow()
+        mine = {r["source_id"]: r for r in rows.filter(pc.equal(rows["site_id"], "subject-01")).to_pylist()}
+        assert mine[edited["_id"]]["carbs_grams"] == 77
+        assert mine[deleted["_id"]]["is_valid"] is False  # kept, marked deleted
+        assert _rows(catalog, "treatments") == _expected_rows(server, "treatments") + 1  # the tombstone stays
+
+
+def test_a_lake_short_of_the_server_is_repaired_or_the_run_fails(settings: Settings) -> None:
+    with FakeNightscout.synthetic(subjects=1, days=DAYS, seed=3).start() as server:
+        settings = _configure(settings, server)
+        ingest(settings, collections=("entries",))
+        store = server.stores["subject-01"]
+        # A late upload, dated before the look-back window: incremental paging cannot see it.
+        old = int((datetime.now(UTC) - timedelta(days=DAYS - 1)).timestamp() * 1000) + 7
+        store.insert("entries", [{"type": "sgv", "sgv": 142, "date": old, "device": "late-uploader"}])
+        reports = ingest(settings, collections=("entries",))
+        assert reports[0].inserted == 1 and "whole v1 history" in reports[0].reason
+        assert reports[0].lake_count == reports[0].server_count
+        # A server whose count says more than it will ever list: the run fails loudly.
+        catalog = load_lake_catalog(settings)
+        real_count = store.count_matching
+        store.count_matching = lambda collection, predicates: real_count(collection, predicates) + 5  # type: ignore[method-assign]
+        with pytest.raises(IncompleteLoadError, match=r"subject-01.*entries: Nightscout counts [\d,]+ documents, the lake holds"):
+            ingest(settings, collections=("entries",))
+        assert _rows(catalog, "entries") == _expected_rows(server, "entries")
 
 
 def test_v1_only_server_falls_back_and_resumes_incrementally(settings: Settings) -> None:
@@ -106,7 +157,7 @@ def test_v1_only_server_falls_back_and_resumes_incrementally(settings: Settings)
         for collection in COLLECTIONS:
             assert _rows(catalog, collection) == _expected_rows(ns, collection), collection
         cursor = read_cursor(catalog.load_table("raw.entries"), "subject-01")
-        assert cursor is not None and "pending" not in cursor
+        assert cursor is not None and "pending" not in cursor["v1"]
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
         ns.stores["subject-01"].insert("entries", [{"type": "sgv", "sgv": 140 + i, "date": now_ms - 1000 - i * 1000, "device": "new"} for i in range(3)])
         second = ingest(settings, collections=("entries",))
@@ -119,7 +170,7 @@ def test_locked_site_with_api_secret_token_and_bad_credentials(settings: Setting
         by_secret = _configure(settings, ns, api_secret="correct horse battery")
         assert {r.api for r in ingest(by_secret, collections=("entries",))} == {"v1"}
         by_token = _configure(settings.model_copy(update={"cascade_home": settings.cascade_home / "b"}), ns, token="reader-0123456789abcdef")
-        assert {r.api for r in ingest(by_token, collections=("entries",))} == {"v3"}
+        assert {r.api for r in ingest(by_token, collections=("entries",))} == {"v1+v3"}
         wrong = _configure(settings.model_copy(update={"cascade_home": settings.cascade_home / "c"}), ns, api_secret="wrong secret value")
         with pytest.raises(NightscoutAuthError) as excinfo:
             ingest(wrong, collections=("entries",))

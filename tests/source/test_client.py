@@ -16,8 +16,13 @@ from cascade.config import SiteConfig
 from cascade.exceptions import NightscoutAuthError, NightscoutUnavailableError, PagingError
 from cascade.source.fake.server import FakeNightscout
 from cascade.source.fake.store import SiteStore
-from cascade.source.nightscout.client import HISTORY_START_MS, NightscoutClient
-from cascade.source.nightscout.collections import ENTRIES, TREATMENTS
+from cascade.source.nightscout.client import (
+    HISTORY_START_MS,
+    ApiNotFoundError,
+    NightscoutClient,
+    V3Access,
+)
+from cascade.source.nightscout.collections import DEVICESTATUS, ENTRIES, PROFILE, TREATMENTS
 
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000) - 3_600_000
 
@@ -175,3 +180,51 @@ def test_v1_reads_history_older_than_nightscouts_default_window() -> None:
         client = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")), page_size=5)
         assert len(_ids(client.v1_pages(ENTRIES))) == 12
         assert len(_ids(client.v1_pages(TREATMENTS))) == 0
+
+
+def test_v3_is_used_only_with_a_token_that_v3_accepts() -> None:
+    with FakeNightscout({"s": SiteStore("s")}, tokens=["reader-0123456789abcdef"], auth_default_roles="readable").start() as ns:
+        anonymous = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")))
+        assert anonymous.v3_access().usable is False
+        assert "no token configured" in anonymous.v3_access().reason
+        assert not [r for r in ns.requests if "/api/v3/" in r.path and r.path != "/s/api/v3/version"]
+        reader = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s"), token="reader-0123456789abcdef"))
+        assert reader.v3_access().usable is True
+        wrong = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s"), token="reader-fedcba9876543210"))
+        with pytest.raises(NightscoutAuthError, match="'s'"):
+            wrong.v3_access()
+    with FakeNightscout({"s": SiteStore("s")}, tokens=["reader-0123456789abcdef"], v3_enabled=False).start() as ns:
+        old = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s"), token="reader-0123456789abcdef"))
+        assert old.v3_access() == V3Access(False, "the server has no API v3 (Nightscout before 14)")
+
+
+def test_count_sees_what_v1_paging_sees_including_broken_clocks() -> None:
+    docs = [_sgv(NOW_MS - 300_000 * i, i) for i in range(7)] + [_sgv(0, 99), _sgv(NOW_MS + 5 * 86_400_000, 98)]
+    store = SiteStore("s", uploaded_through="v1")
+    store.insert("entries", docs)
+    store.insert("treatments", [{"eventType": "Note", "created_at": "1999-02-03T04:05:06.000Z", "notes": "old"}])
+    with FakeNightscout({"s": store}).start() as ns:
+        client = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")), page_size=4)
+        assert client.count(ENTRIES) == 9 == len(_ids(client.v1_pages(ENTRIES)))  # 1970 and the future too
+        assert client.count(TREATMENTS) == 1 == len(_ids(client.v1_pages(TREATMENTS)))
+        assert client.count(DEVICESTATUS) == 0
+        assert client.count(PROFILE) is None  # v1 has no count for profiles
+
+
+def test_every_profile_is_read_not_only_the_newest_ten() -> None:
+    store = SiteStore("s", uploaded_through="v1")
+    store.insert("profile", [{"defaultProfile": "D", "startDate": f"2024-01-{day:02d}T00:00:00.000Z", "store": {}} for day in range(1, 24)])
+    with FakeNightscout({"s": store}).start() as ns:
+        client = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")), page_size=10)
+        assert len(_ids(client.v1_pages(PROFILE))) == 23
+        assert [r.query.get("count") for r in ns.requests] == ["10", "100"]
+
+
+def test_a_url_that_is_not_nightscout_says_which_setting_to_check() -> None:
+    with FakeNightscout({"s": SiteStore("s")}).start() as ns:
+        client = NightscoutClient(SiteConfig(id="typo", url=ns.base_url + "/no-such-site"))
+        with pytest.raises(ApiNotFoundError) as failure:
+            list(client.v1_pages(ENTRIES))
+    message = str(failure.value)
+    assert message.startswith(f"no Nightscout API at {ns.base_url}/no-such-site (HTTP 404 for /api/v1/entries.json)")
+    assert "NIGHTSCOUT_URL" in message and "'typo'" in message

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, EqualTo
+from pyiceberg.expressions import And, EqualTo, IsNull
 from pyiceberg.table import Table
 
 from cascade.config import Settings, SiteConfig
@@ -213,10 +213,15 @@ class Strategy:
 
 
 def choose_strategy(
-    access: V3Access, collection: Collection, server_count: int | None, held: int | None
+    access: V3Access, collection: Collection, server_count: int | None, held: Held | None
 ) -> Strategy:
-    """Decide from what the site's APIs allow and what v1 counts against what the lake holds
-    (after v3 history has been read, when it can be)."""
+    """Decide from what the site's APIs allow, and from what v1 counts against what the lake
+    holds (after v3 history has been read, when it can be).
+
+    v3 history alone is trusted only where it really covers the collection: the lake holds every
+    document v1 counts, and every one of them came with a `srvModified`. A site whose uploaders
+    use v1 keeps its v1 paging, which also sees edits made through v1 (the careportal's).
+    """
     if not access.usable:
         return Strategy(False, True, f"v1 paging: {access.reason}")
     if not collection.paged:
@@ -225,18 +230,34 @@ def choose_strategy(
         return Strategy(
             True, True, "v3 history and v1 paging: the server cannot count documents through v1"
         )
-    if held is not None and held >= server_count:
+    if held is None or held.documents < server_count:
         return Strategy(
             True,
-            False,
-            f"v3 history alone: the lake holds all {server_count:,} documents v1 counts",
+            True,
+            f"v3 history and v1 paging: v1 counts {server_count:,} documents, the lake holds "
+            f"{held.documents if held else 0:,} (documents uploaded through v1 never appear in "
+            "v3 history)",
+        )
+    if held.outside_history:
+        return Strategy(
+            True,
+            True,
+            f"v3 history and v1 paging: {held.outside_history:,} of the {held.documents:,} "
+            "documents the lake holds were uploaded through v1, which v3 history does not show",
         )
     return Strategy(
         True,
-        True,
-        f"v3 history and v1 paging: v1 counts {server_count:,} documents, the lake holds {held or 0:,} "
-        "(documents uploaded through v1 never appear in v3 history)",
+        False,
+        f"v3 history alone: it covers all {server_count:,} documents v1 counts",
     )
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the lake holds of a site's collection."""
+
+    documents: int  # distinct documents, rows and rejects
+    outside_history: int  # rows with no srvModified: uploaded through v1, unseen by v3 history
 
 
 def held_documents(table: Table, rejects: Table, site_id: str, collection: str) -> int:
@@ -258,6 +279,14 @@ def held_documents(table: Table, rejects: Table, site_id: str, collection: str) 
         type=pa.large_string(),
     )
     return len(pc.unique(known)) + int(rejected_ids.null_count)
+
+
+def held_in_lake(table: Table, rejects: Table, site_id: str, collection: str) -> Held:
+    outside = table.scan(
+        row_filter=And(EqualTo("site_id", site_id), IsNull("srv_modified_at")),
+        selected_fields=("source_id",),
+    ).to_arrow()
+    return Held(held_documents(table, rejects, site_id, collection), outside.num_rows)
 
 
 class Ingestor:
@@ -351,21 +380,26 @@ class Ingestor:
         sequences = dict.fromkeys(reports, 0)
         started = time.perf_counter()
 
+        apis: dict[str, set[str]] = {s.id: set() for s in sites}  # the APIs each site was read with
+
         def load(
             pass_sites: list[SiteConfig],
             source: Callable[[NightscoutClient, dict[str, Any]], PageSource],
+            api: str,
         ) -> None:
+            for site in pass_sites:
+                apis[site.id].add(api)
             self._pass(table, rejects, name, pass_sites, reports, sequences, load_id, source)
 
         if since is not None or until is not None:
-            load(sites, lambda client, cursor: window_pages(client, collection, since, until))
+            load(sites, lambda client, cursor: window_pages(client, collection, since, until), "v1")
             for site in sites:
                 reports[
                     site.id
                 ].reason = "an explicit window (--since/--until), read with v1; cursor untouched"
         else:
             by_v3 = [s for s in sites if self.client(s).v3_access().usable]
-            load(by_v3, lambda client, cursor: v3_pages(client, collection, cursor))
+            load(by_v3, lambda client, cursor: v3_pages(client, collection, cursor), "v3")
             by_v1 = [
                 s for s in sites if self._needs_v1(s, collection, table, rejects, reports[s.id])
             ]
@@ -375,7 +409,7 @@ class Ingestor:
                     client, collection, cursor, lookback=self.lookback, run_started=run_started
                 )
 
-            load(by_v1, since_cursor)
+            load(by_v1, since_cursor, "v1")
             short = [s for s in by_v1 if self._short(s, table, rejects, reports[s.id])]
             if short:  # documents v1 paging missed (uploaded late, older than the look-back)
 
@@ -384,7 +418,7 @@ class Ingestor:
                         client, collection, cursor, lookback=None, run_started=run_started
                     )
 
-                load(short, whole_history)
+                load(short, whole_history, "v1")
                 for site in short:
                     reports[
                         site.id
@@ -395,6 +429,7 @@ class Ingestor:
                 self._short(site, table, rejects, reports[site.id])
         elapsed = time.perf_counter() - started
         for site in sites:
+            reports[site.id].api = "+".join(sorted(apis[site.id]))
             reports[site.id].seconds = elapsed
             self.progress(site.id, name, 0, True)
         return [reports[s.id] for s in sites]
@@ -417,7 +452,7 @@ class Ingestor:
             report.server_count = client.count(collection)
         access = client.v3_access()
         held = (
-            held_documents(table, rejects, site.id, collection.name)
+            held_in_lake(table, rejects, site.id, collection.name)
             if access.usable and report.server_count is not None
             else None
         )
@@ -493,10 +528,6 @@ class Ingestor:
                     continue
                 page = item.page
                 state.api = page.api
-                if page.api not in state.report.api.split("+"):
-                    state.report.api = "+".join(
-                        sorted(filter(None, [*state.report.api.split("+"), page.api]))
-                    )
                 if page.body:
                     state.report.pages += 1
                 state.report.documents += len(page.docs)

@@ -214,9 +214,11 @@ def upsert(
             rows = rows.filter(pa.array(keep))
         else:
             result.inserted = rows.num_rows
-    cursor_changed = cursor is not None and read_cursor(table, site_id) != cursor
-    if not rows.num_rows and not cursor_changed:
+    if not rows.num_rows:
+        # Nothing to write, so no commit, not even to move the cursor: a cursor only says what
+        # is surely in, so leaving it behind costs a longer read next time, never a lost record.
         return result
+    cursor_changed = cursor is not None and read_cursor(table, site_id) != cursor
     properties = dict(snapshot_properties or {}, **{"cascade.site_id": site_id})
     with table.transaction() as tx:
         if delete_keys:
