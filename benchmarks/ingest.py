@@ -29,22 +29,33 @@ COLLECTIONS = ("entries", "treatments", "devicestatus", "profile")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subject-years", type=float, default=1.0)
-    parser.add_argument("--subjects", type=int, default=0, help="default: one per subject-year (at least 1)")
+    parser.add_argument(
+        "--subjects", type=int, default=0, help="default: one per subject-year (at least 1)"
+    )
     parser.add_argument("--interval-minutes", type=int, default=5, choices=(1, 5))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--server-latency-ms", type=float, default=0.0,
+        "--server-latency-ms",
+        type=float,
+        default=0.0,
         help="answer every request this much later, like a hosted Nightscout (0: loopback speed)",
     )
     args = parser.parse_args()
 
     subjects = args.subjects or max(1, round(args.subject_years))
     days = round(args.subject_years * 365 / subjects)
-    print(f"generating {subjects} subject(s) x {days} days at {args.interval_minutes}-min CGM ...", flush=True)
+    print(
+        f"generating {subjects} subject(s) x {days} days at {args.interval_minutes}-min CGM ...",
+        flush=True,
+    )
     started = time.perf_counter()
-    server = FakeNightscout.synthetic(subjects=subjects, days=days, interval_minutes=args.interval_minutes, seed=args.seed)
+    server = FakeNightscout.synthetic(
+        subjects=subjects, days=days, interval_minutes=args.interval_minutes, seed=args.seed
+    )
     print(f"  generated in {time.perf_counter() - started:.1f}s", flush=True)
     if args.server_latency_ms:
         server.set_random_faults(1.0, ["slow"], delay_seconds=args.server_latency_ms / 1000)
@@ -67,7 +78,9 @@ def main() -> None:
         downloaded = 0
         with httpx.Client(base_url=ns.base_url, timeout=60) as client:
             for path, query in replay:
-                downloaded += len(client.get(f"{path}?{urlencode(query)}" if query else path).content)
+                downloaded += len(
+                    client.get(f"{path}?{urlencode(query)}" if query else path).content
+                )
         download_seconds = time.perf_counter() - started
 
     rows: dict[str, int] = defaultdict(int)
@@ -82,7 +95,9 @@ def main() -> None:
         print(f"{name:<14}{rows[name]:>12,}{rate:>12,.0f}")
     print(f"{'all':<14}{total:>12,}{total / ingest_seconds:>12,.0f}")
     print(f"\nrequests: {len(replay):,}, downloaded {downloaded / 1e6:,.1f} MB")
-    print(f"ingest {ingest_seconds:.1f}s vs bare download {download_seconds:.1f}s: ratio {ingest_seconds / download_seconds:.2f} (target <= 1.5)")
+    print(
+        f"ingest {ingest_seconds:.1f}s vs bare download {download_seconds:.1f}s: ratio {ingest_seconds / download_seconds:.2f} (target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ from cascade.transform.runner import transform
 DAYS = 365
 
 
-def _split(collection: str, docs: list[dict[str, Any]], cutoff_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _split(
+    collection: str, docs: list[dict[str, Any]], cutoff_ms: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     before, after = [], []
     for doc in docs:
         try:
@@ -42,7 +44,13 @@ def _split(collection: str, docs: list[dict[str, Any]], cutoff_ms: int) -> tuple
 def _write(catalog: Any, site_id: str, collection: str, docs: list[dict[str, Any]]) -> None:
     batch = ParsedBatch(collection, site_id)
     batch.add(docs, now_ms=int(time.time() * 1000))
-    rows = to_arrow(collection, batch.rows, ingested_at_us=int(time.time() * 1_000_000), load_id="bench", api="v3")
+    rows = to_arrow(
+        collection,
+        batch.rows,
+        ingested_at_us=int(time.time() * 1_000_000),
+        load_id="bench",
+        api="v3",
+    )
     upsert(ensure_raw_table(catalog, collection), site_id, rows)
 
 
@@ -74,28 +82,50 @@ def run_size(subject_years: int, seed: int) -> dict[str, float]:
         incremental = transform(settings)
         incremental_seconds = time.perf_counter() - started
         changed = len(incremental.committed)
-    return {"load": load_seconds, "full": full_seconds, "incremental": incremental_seconds, "tables_changed": changed}
+    return {
+        "load": load_seconds,
+        "full": full_seconds,
+        "incremental": incremental_seconds,
+        "tables_changed": changed,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 20], help="subject-years (one person-year each)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1, 5, 20],
+        help="subject-years (one person-year each)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     results = {}
     for size in args.sizes:
-        print(f"{size} subject-year(s): loading raw, full build, +1 day incremental ...", flush=True)
+        print(
+            f"{size} subject-year(s): loading raw, full build, +1 day incremental ...", flush=True
+        )
         results[size] = run_size(size, args.seed)
         r = results[size]
-        print(f"  raw load {r['load']:.0f}s, full build {r['full']:.1f}s, incremental day {r['incremental']:.1f}s", flush=True)
+        print(
+            f"  raw load {r['load']:.0f}s, full build {r['full']:.1f}s, incremental day {r['incremental']:.1f}s",
+            flush=True,
+        )
     print(f"\n{'subject-years':>14}{'full build s':>14}{'incremental s':>15}{'incr / full':>13}")
     for size, r in results.items():
-        print(f"{size:>14}{r['full']:>14.1f}{r['incremental']:>15.1f}{r['incremental'] / r['full']:>13.2f}")
+        print(
+            f"{size:>14}{r['full']:>14.1f}{r['incremental']:>15.1f}{r['incremental'] / r['full']:>13.2f}"
+        )
     sizes = list(results)
     if len(sizes) > 1:
         first, last = results[sizes[0]], results[sizes[-1]]
-        print(f"\nhistory grew {sizes[-1] / sizes[0]:.0f}x: full build grew {last['full'] / first['full']:.1f}x, "
-              f"incremental grew {last['incremental'] / first['incremental']:.1f}x")
+        print(
+            f"\nhistory grew {sizes[-1] / sizes[0]:.0f}x: full build grew {last['full'] / first['full']:.1f}x, "
+            f"incremental grew {last['incremental'] / first['incremental']:.1f}x"
+        )
 
 
 if __name__ == "__main__":

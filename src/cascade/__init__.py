@@ -1,2 +1,3 @@
 """Cascade: an open lakehouse for Nightscout diabetes data."""
+
 __version__ = "0.1.0"

@@ -109,7 +109,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _single_or_many_sites(self) -> Settings:
         if self.nightscout_url and self.nightscout_sites:
-            raise ValueError("set either NIGHTSCOUT_URL (one site) or NIGHTSCOUT_SITES (many), not both")
+            raise ValueError(
+                "set either NIGHTSCOUT_URL (one site) or NIGHTSCOUT_SITES (many), not both"
+            )
         return self
 
     @property
@@ -165,7 +167,9 @@ class Settings(BaseSettings):
             if site.id == site_id:
                 return site
         known = ", ".join(s.id for s in self.sites()) or "none"
-        raise ConfigurationError(f"no Nightscout site with id {site_id!r} is configured (known: {known})")
+        raise ConfigurationError(
+            f"no Nightscout site with id {site_id!r} is configured (known: {known})"
+        )
 
 
 def configuration_error(exc: ValidationError, what: str = "configuration") -> ConfigurationError:

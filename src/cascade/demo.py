@@ -20,8 +20,17 @@ from cascade.serve.duck import attach_catalog, connect
 from cascade.source.fake.server import FakeNightscout
 
 HEADLINE_COLUMNS = (
-    "site_id", "window_start_date", "window_end_date", "cgm_active_pct", "tir_pct", "tbr_pct",
-    "tar_pct", "gmi_pct", "cv_pct", "gri", "gri_zone",
+    "site_id",
+    "window_start_date",
+    "window_end_date",
+    "cgm_active_pct",
+    "tir_pct",
+    "tbr_pct",
+    "tar_pct",
+    "gmi_pct",
+    "cv_pct",
+    "gri",
+    "gri_zone",
 )
 
 
@@ -79,7 +88,11 @@ def run_demo(
     reports_dir = local.cascade_home / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     reports = {
-        row["site_id"]: render_report(local, site_id=row["site_id"], out=reports_dir / f"{row['site_id']}.html")
+        row["site_id"]: render_report(
+            local, site_id=row["site_id"], out=reports_dir / f"{row['site_id']}.html"
+        )
         for row in headline
     }
-    return DemoResult(home=local.cascade_home, pipeline=pipeline, headline=headline, reports=reports)
+    return DemoResult(
+        home=local.cascade_home, pipeline=pipeline, headline=headline, reports=reports
+    )

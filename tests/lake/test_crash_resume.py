@@ -31,9 +31,16 @@ def test_kill_between_pages_then_resume(settings: Settings, v3: bool) -> None:
     # v3: everything uploaded through v3 and read with a token; v1: uploaded and read through v1.
     uploaded_through = "v3" if v3 else "v1"
     with FakeNightscout.synthetic(
-        subjects=1, days=days, seed=21, uploaded_through=uploaded_through, tokens=[TOKEN], auth_default_roles="readable"
+        subjects=1,
+        days=days,
+        seed=21,
+        uploaded_through=uploaded_through,
+        tokens=[TOKEN],
+        auth_default_roles="readable",
     ).start() as ns:
-        site = {"id": "subject-01", "url": ns.site_url("subject-01")} | ({"token": TOKEN} if v3 else {})
+        site = {"id": "subject-01", "url": ns.site_url("subject-01")} | (
+            {"token": TOKEN} if v3 else {}
+        )
         ns.set_random_faults(1.0, ["slow"], delay_seconds=0.15)  # every page takes a while
         env = dict(
             os.environ,
@@ -44,7 +51,9 @@ def test_kill_between_pages_then_resume(settings: Settings, v3: bool) -> None:
         )
         process = subprocess.Popen(
             [sys.executable, "-m", "cascade", "ingest", "--collections", "entries"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         catalog = load_lake_catalog(settings)
         deadline = time.monotonic() + 60
@@ -71,15 +80,26 @@ def test_kill_between_pages_then_resume(settings: Settings, v3: bool) -> None:
         assert 0 < rows_at_kill.num_rows < total
         # The cursor covers only what is committed: every record it claims is in the table.
         if v3:
-            covered = [d for d in ns.stores["subject-01"].documents("entries") if d["srvModified"] < cursor["v3"]["srv_modified"]]
+            covered = [
+                d
+                for d in ns.stores["subject-01"].documents("entries")
+                if d["srvModified"] < cursor["v3"]["srv_modified"]
+            ]
             present = set(rows_at_kill["source_id"].to_pylist())
-            assert {d["identifier"] for d in covered if "date" in d and d["date"] > 946684800000} - present == set()
+            assert {
+                d["identifier"] for d in covered if "date" in d and d["date"] > 946684800000
+            } - present == set()
         else:
             assert "pending" in cursor["v1"]
 
         ns.clear_faults()
         ns.reset_stats()
-        ingest(settings.model_copy(update={"nightscout_sites": [SiteConfig(**site)], "nightscout_page_size": 50}), collections=("entries",))
+        ingest(
+            settings.model_copy(
+                update={"nightscout_sites": [SiteConfig(**site)], "nightscout_page_size": 50}
+            ),
+            collections=("entries",),
+        )
         resumed_pages = sum(1 for r in ns.requests if "/entries" in r.path)
         rows = load_lake_catalog(settings).load_table("raw.entries").scan().to_arrow()
         assert rows.num_rows == total

@@ -36,7 +36,9 @@ def server() -> Iterator[FakeNightscout]:
 
 def _rows(catalog: Catalog, collection: str, site: str | None = None) -> int:
     table = catalog.load_table(f"raw.{collection}").scan().to_arrow()
-    return table.num_rows if site is None else table.filter(pc.equal(table["site_id"], site)).num_rows
+    return (
+        table.num_rows if site is None else table.filter(pc.equal(table["site_id"], site)).num_rows
+    )
 
 
 def _expected_rows(ns: FakeNightscout, collection: str) -> int:
@@ -61,7 +63,11 @@ def test_full_load_has_exactly_what_the_server_holds(
 ) -> None:
     tokens = [TOKEN] if token else []
     with FakeNightscout.synthetic(
-        subjects=2, days=DAYS, seed=7, uploaded_through=uploaded_through, tokens=tokens,  # type: ignore[arg-type]
+        subjects=2,
+        days=DAYS,
+        seed=7,
+        uploaded_through=uploaded_through,
+        tokens=tokens,  # type: ignore[arg-type]
         auth_default_roles="readable",
     ).start() as server:
         settings = _configure(settings, server, **({"token": token} if token else {}))
@@ -82,50 +88,82 @@ def test_full_load_has_exactly_what_the_server_holds(
         assert {apis[c] for c in ("entries", "treatments", "devicestatus")} == {paged_api}
         assert apis["profile"] == ("v1+v3" if token else "v1")
         for report in reports:
-            assert report.documents == report.inserted + report.replaced + report.unchanged + report.rejected
+            assert (
+                report.documents
+                == report.inserted + report.replaced + report.unchanged + report.rejected
+            )
             assert report.reason
         entries = catalog.load_table("raw.entries")
         for site in server.site_ids:
             # a cursor part moves only with rows: v3 history of v1 uploads has none
-            read_by = {"v1"} & set(paged_api.split("+")) | ({"v3"} if uploaded_through == "v3" else set())
+            read_by = {"v1"} & set(paged_api.split("+")) | (
+                {"v3"} if uploaded_through == "v3" else set()
+            )
             assert set(read_cursor(entries, site)) == read_by
         # every page landed in stage
-        assert list((settings.staging_path / "nightscout" / "subject-01" / "entries").rglob("*.json.zst"))
+        assert list(
+            (settings.staging_path / "nightscout" / "subject-01" / "entries").rglob("*.json.zst")
+        )
 
 
 def test_rerun_and_window_reingest_add_nothing(settings: Settings, server: FakeNightscout) -> None:
     settings = _configure(settings, server)
     ingest(settings)
     catalog = load_lake_catalog(settings)
-    before = {c: (_rows(catalog, c), len(catalog.load_table(f"raw.{c}").snapshots())) for c in (*COLLECTIONS, "rejects")}
+    before = {
+        c: (_rows(catalog, c), len(catalog.load_table(f"raw.{c}").snapshots()))
+        for c in (*COLLECTIONS, "rejects")
+    }
     ingest(settings)
     now = datetime.now(UTC)
     ingest(settings, since=now - timedelta(days=DAYS + 1), until=now + timedelta(days=1))
     catalog = load_lake_catalog(settings)
-    after = {c: (_rows(catalog, c), len(catalog.load_table(f"raw.{c}").snapshots())) for c in (*COLLECTIONS, "rejects")}
+    after = {
+        c: (_rows(catalog, c), len(catalog.load_table(f"raw.{c}").snapshots()))
+        for c in (*COLLECTIONS, "rejects")
+    }
     assert after == before  # same rows, and not even a new snapshot
 
 
 def test_edits_and_deletions_arrive_through_v3_history(settings: Settings) -> None:
-    with FakeNightscout.synthetic(subjects=1, days=DAYS, seed=7, tokens=[TOKEN], auth_default_roles="readable").start() as server:
+    with FakeNightscout.synthetic(
+        subjects=1, days=DAYS, seed=7, tokens=[TOKEN], auth_default_roles="readable"
+    ).start() as server:
         settings = _configure(settings, server, token=TOKEN)
         ingest(settings)
         store = server.stores["subject-01"]
-        treatments = [d for d in store.documents("treatments") if d.get("eventType") == "Meal Bolus"]
+        treatments = [
+            d for d in store.documents("treatments") if d.get("eventType") == "Meal Bolus"
+        ]
         edited, deleted = treatments[0], treatments[1]  # uploaded through v1: no identifier
         store.edit("treatments", edited["_id"], {"carbs": 77})
         store.delete("treatments", deleted["_id"])
-        store.insert("entries", [{"type": "sgv", "sgv": 111, "date": int(datetime.now(UTC).timestamp() * 1000) - 60_000, "device": "late"}])
+        store.insert(
+            "entries",
+            [
+                {
+                    "type": "sgv",
+                    "sgv": 111,
+                    "date": int(datetime.now(UTC).timestamp() * 1000) - 60_000,
+                    "device": "late",
+                }
+            ],
+        )
         reports = ingest(settings, collections=("treatments", "entries"))
         by = {(r.site_id, r.collection): r for r in reports}
         assert by[("subject-01", "treatments")].replaced == 2
         assert by[("subject-01", "entries")].inserted == 1
         catalog = load_lake_catalog(settings)
         rows = catalog.load_table("raw.treatments").scan().to_arrow()
-        mine = {r["source_id"]: r for r in rows.filter(pc.equal(rows["site_id"], "subject-01")).to_pylist()}
+        mine = {
+            r["source_id"]: r
+            for r in rows.filter(pc.equal(rows["site_id"], "subject-01")).to_pylist()
+        }
         assert mine[edited["_id"]]["carbs_grams"] == 77
         assert mine[deleted["_id"]]["is_valid"] is False  # kept, marked deleted
-        assert _rows(catalog, "treatments") == _expected_rows(server, "treatments") + 1  # the tombstone stays
+        assert (
+            _rows(catalog, "treatments") == _expected_rows(server, "treatments") + 1
+        )  # the tombstone stays
 
 
 def test_a_lake_short_of_the_server_is_repaired_or_the_run_fails(settings: Settings) -> None:
@@ -135,7 +173,9 @@ def test_a_lake_short_of_the_server_is_repaired_or_the_run_fails(settings: Setti
         store = server.stores["subject-01"]
         # A late upload, dated before the look-back window: incremental paging cannot see it.
         old = int((datetime.now(UTC) - timedelta(days=DAYS - 1)).timestamp() * 1000) + 7
-        store.insert("entries", [{"type": "sgv", "sgv": 142, "date": old, "device": "late-uploader"}])
+        store.insert(
+            "entries", [{"type": "sgv", "sgv": 142, "date": old, "device": "late-uploader"}]
+        )
         reports = ingest(settings, collections=("entries",))
         assert reports[0].inserted == 1 and "whole v1 history" in reports[0].reason
         assert reports[0].lake_count == reports[0].server_count
@@ -143,7 +183,10 @@ def test_a_lake_short_of_the_server_is_repaired_or_the_run_fails(settings: Setti
         catalog = load_lake_catalog(settings)
         real_count = store.count_matching
         store.count_matching = lambda collection, predicates: real_count(collection, predicates) + 5  # type: ignore[method-assign]
-        with pytest.raises(IncompleteLoadError, match=r"subject-01.*entries: Nightscout counts [\d,]+ documents, the lake holds"):
+        with pytest.raises(
+            IncompleteLoadError,
+            match=r"subject-01.*entries: Nightscout counts [\d,]+ documents, the lake holds",
+        ):
             ingest(settings, collections=("entries",))
         assert _rows(catalog, "entries") == _expected_rows(server, "entries")
 
@@ -159,23 +202,46 @@ def test_v1_only_server_falls_back_and_resumes_incrementally(settings: Settings)
         cursor = read_cursor(catalog.load_table("raw.entries"), "subject-01")
         assert cursor is not None and "pending" not in cursor["v1"]
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
-        ns.stores["subject-01"].insert("entries", [{"type": "sgv", "sgv": 140 + i, "date": now_ms - 1000 - i * 1000, "device": "new"} for i in range(3)])
+        ns.stores["subject-01"].insert(
+            "entries",
+            [
+                {"type": "sgv", "sgv": 140 + i, "date": now_ms - 1000 - i * 1000, "device": "new"}
+                for i in range(3)
+            ],
+        )
         second = ingest(settings, collections=("entries",))
         assert second[0].inserted == 3
         assert _rows(load_lake_catalog(settings), "entries") == _expected_rows(ns, "entries")
 
 
 def test_locked_site_with_api_secret_token_and_bad_credentials(settings: Settings) -> None:
-    with FakeNightscout.synthetic(subjects=1, days=1, seed=5, api_secret="correct horse battery", tokens=["reader-0123456789abcdef"], jwt_lifetime_seconds=3600).start() as ns:
+    with FakeNightscout.synthetic(
+        subjects=1,
+        days=1,
+        seed=5,
+        api_secret="correct horse battery",
+        tokens=["reader-0123456789abcdef"],
+        jwt_lifetime_seconds=3600,
+    ).start() as ns:
         by_secret = _configure(settings, ns, api_secret="correct horse battery")
         assert {r.api for r in ingest(by_secret, collections=("entries",))} == {"v1"}
-        by_token = _configure(settings.model_copy(update={"cascade_home": settings.cascade_home / "b"}), ns, token="reader-0123456789abcdef")
+        by_token = _configure(
+            settings.model_copy(update={"cascade_home": settings.cascade_home / "b"}),
+            ns,
+            token="reader-0123456789abcdef",
+        )
         assert {r.api for r in ingest(by_token, collections=("entries",))} == {"v1+v3"}
-        wrong = _configure(settings.model_copy(update={"cascade_home": settings.cascade_home / "c"}), ns, api_secret="wrong secret value")
+        wrong = _configure(
+            settings.model_copy(update={"cascade_home": settings.cascade_home / "c"}),
+            ns,
+            api_secret="wrong secret value",
+        )
         with pytest.raises(NightscoutAuthError) as excinfo:
             ingest(wrong, collections=("entries",))
         assert "subject-01" in str(excinfo.value) and "wrong secret value" not in str(excinfo.value)
-        anonymous = _configure(settings.model_copy(update={"cascade_home": settings.cascade_home / "d"}), ns)
+        anonymous = _configure(
+            settings.model_copy(update={"cascade_home": settings.cascade_home / "d"}), ns
+        )
         with pytest.raises(NightscoutAuthError, match="locked"):
             ingest(anonymous, collections=("entries",))
 
@@ -183,18 +249,29 @@ def test_locked_site_with_api_secret_token_and_bad_credentials(settings: Setting
 @pytest.mark.parametrize("kind", ["slow", "429", "500", "503", "drop", "malformed_json"])
 def test_every_injected_fault_is_survived(settings: Settings, kind: str) -> None:
     with FakeNightscout.synthetic(subjects=1, days=1, seed=11).start() as ns:
-        settings = _configure(settings, ns).model_copy(update={"nightscout_page_size": 100, "nightscout_timeout_seconds": 1.0})
+        settings = _configure(settings, ns).model_copy(
+            update={"nightscout_page_size": 100, "nightscout_timeout_seconds": 1.0}
+        )
         ns.inject(kind, times=2, path_contains="/entries", delay_seconds=1.5)
         ingest(settings, collections=("entries",))
-        assert _rows(load_lake_catalog(settings), "entries") == ns.stores["subject-01"].count("entries") - dirty_record_counts(1)["rejectable_entries"]
-        assert any(r.status in (429, 500, 503) or kind in ("slow", "drop", "malformed_json") for r in ns.requests)
+        assert (
+            _rows(load_lake_catalog(settings), "entries")
+            == ns.stores["subject-01"].count("entries")
+            - dirty_record_counts(1)["rejectable_entries"]
+        )
+        assert any(
+            r.status in (429, 500, 503) or kind in ("slow", "drop", "malformed_json")
+            for r in ns.requests
+        )
 
 
 def test_retries_run_out_with_a_clear_error_and_nothing_half_written(settings: Settings) -> None:
     with FakeNightscout.synthetic(subjects=1, days=1, seed=11).start() as ns:
         settings = _configure(settings, ns).model_copy(update={"nightscout_max_retries": 2})
         ns.inject("503", times=100, path_contains="/entries")
-        with pytest.raises(NightscoutUnavailableError, match=r"subject-01.*after 3 attempts.*HTTP 503"):
+        with pytest.raises(
+            NightscoutUnavailableError, match=r"subject-01.*after 3 attempts.*HTTP 503"
+        ):
             ingest(settings, collections=("entries",))
         table = load_lake_catalog(settings).load_table("raw.entries")
         assert table.current_snapshot() is None and read_cursor(table, "subject-01") is None
@@ -214,7 +291,11 @@ def test_rebuild_from_stage_restores_every_row(settings: Settings, server: FakeN
     assert {c: _rows(catalog, c) for c in COLLECTIONS} == counts
 
 
-def test_sites_respect_the_per_site_concurrency_bound(settings: Settings, server: FakeNightscout) -> None:
-    settings = _configure(settings, server).model_copy(update={"nightscout_concurrency": 1, "nightscout_page_size": 100})
+def test_sites_respect_the_per_site_concurrency_bound(
+    settings: Settings, server: FakeNightscout
+) -> None:
+    settings = _configure(settings, server).model_copy(
+        update={"nightscout_concurrency": 1, "nightscout_page_size": 100}
+    )
     ingest(settings)
     assert max(server.max_concurrent_by_site.values()) == 1

@@ -20,8 +20,16 @@ def _rows(docs: list[dict[str, object]], site: str = "s1"):
 
 
 def _docs(n: int) -> list[dict[str, object]]:
-    return [{"identifier": f"id{i}", "sgv": 100 + i, "date": NOW_MS - i * 300_000, "srvCreated": NOW_MS,
-             "srvModified": NOW_MS} for i in range(n)]
+    return [
+        {
+            "identifier": f"id{i}",
+            "sgv": 100 + i,
+            "date": NOW_MS - i * 300_000,
+            "srvCreated": NOW_MS,
+            "srvModified": NOW_MS,
+        }
+        for i in range(n)
+    ]
 
 
 def test_upsert_is_idempotent_and_commits_cursor_with_data(catalog: Catalog) -> None:

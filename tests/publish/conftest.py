@@ -98,7 +98,9 @@ class Lake:
         )
         self.edits += 1
         for offset, doc in enumerate(readings[-(3 * self.edits) :][:3]):
-            store.edit("entries", doc.get("identifier") or doc["_id"], {"sgv": 45 + offset - self.edits})
+            store.edit(
+                "entries", doc.get("identifier") or doc["_id"], {"sgv": 45 + offset - self.edits}
+            )
         ingest(self.settings)
         return transform(self.settings)
 

@@ -27,8 +27,15 @@ pytestmark = pytest.mark.integration
 
 SITE = "subject-01"
 _ENV = (
-    "NIGHTSCOUT_URL", "NIGHTSCOUT_SITES", "NIGHTSCOUT_API_SECRET", "NIGHTSCOUT_TOKEN", "CASCADE_HOME",
-    "CASCADE_PROFILE", "ICEBERG_WAREHOUSE_PATH", "ICEBERG_STAGING_PATH", "CASCADE_DBT_PROJECT_DIR",
+    "NIGHTSCOUT_URL",
+    "NIGHTSCOUT_SITES",
+    "NIGHTSCOUT_API_SECRET",
+    "NIGHTSCOUT_TOKEN",
+    "CASCADE_HOME",
+    "CASCADE_PROFILE",
+    "ICEBERG_WAREHOUSE_PATH",
+    "ICEBERG_STAGING_PATH",
+    "CASCADE_DBT_PROJECT_DIR",
 )
 
 
@@ -43,7 +50,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         settings = load_settings(cascade_home=home / "lake", nightscout_backoff_seconds=0.01)
         with FakeNightscout.synthetic(subjects=1, days=15, seed=11).start() as ns:
             settings = settings.model_copy(
-                update={"nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]}
+                update={
+                    "nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]
+                }
             )
             ingest(settings)
         transform(settings)
@@ -67,7 +76,8 @@ def latest_window(lake: Settings) -> dict[str, Any]:
     (window,) = gold(
         lake,
         "select * from gold.glucose_metrics_14d where site_id = $1 and window_end_date = $2",
-        SITE, subject["last_local_date"],
+        SITE,
+        subject["last_local_date"],
     )
     return window
 
@@ -110,9 +120,20 @@ def test_header_names_the_subject_and_window(html: str, latest_window: dict[str,
 def test_metrics_are_the_gold_values(html: str, latest_window: dict[str, Any]) -> None:
     tir = latest_window["tir_pct"]
     assert _value(html, "tir_pct") == (repr(tir), f"{tir:.1f}%")
-    for metric in ("titr_pct", "tbr_pct", "tbr_level_1_pct", "tbr_level_2_pct", "tar_pct",
-                   "tar_level_1_pct", "tar_level_2_pct", "cv_pct"):
-        assert _value(html, metric) == (repr(latest_window[metric]), f"{latest_window[metric]:.1f}%"), metric
+    for metric in (
+        "titr_pct",
+        "tbr_pct",
+        "tbr_level_1_pct",
+        "tbr_level_2_pct",
+        "tar_pct",
+        "tar_level_1_pct",
+        "tar_level_2_pct",
+        "cv_pct",
+    ):
+        assert _value(html, metric) == (
+            repr(latest_window[metric]),
+            f"{latest_window[metric]:.1f}%",
+        ), metric
     assert _value(html, "gmi_pct")[0] == repr(latest_window["gmi_pct"])
     assert f"zone {latest_window['gri_zone']}" in html
     # met / not-met markers follow the consensus targets (Battelino 2019)
@@ -123,27 +144,52 @@ def test_metrics_are_the_gold_values(html: str, latest_window: dict[str, Any]) -
 
 
 def test_tir_bar_has_the_five_bands(html: str, latest_window: dict[str, Any]) -> None:
-    for name, mg_dl in (("Very High", ">250"), ("High", "181-250"), ("Target", "70-180"),
-                        ("Low", "54-69"), ("Very Low", "<54")):
+    for name, mg_dl in (
+        ("Very High", ">250"),
+        ("High", "181-250"),
+        ("Target", "70-180"),
+        ("Low", "54-69"),
+        ("Very Low", "<54"),
+    ):
         assert f'<th scope="row">{name}</th>' in html
-        assert re.search(rf"{name}</th>\s*<td>{re.escape(mg_dl.replace('>', '&gt;').replace('<', '&lt;'))}</td>", html)
+        assert re.search(
+            rf"{name}</th>\s*<td>{re.escape(mg_dl.replace('>', '&gt;').replace('<', '&lt;'))}</td>",
+            html,
+        )
     total = sum(latest_window[band.column] for band in BANDS)
     assert abs(total - 100) < 0.01
     assert 'data-band="target"' in html
 
 
-def test_events_and_agp_come_from_gold(lake: Settings, html: str, latest_window: dict[str, Any]) -> None:
+def test_events_and_agp_come_from_gold(
+    lake: Settings, html: str, latest_window: dict[str, Any]
+) -> None:
     start, end = latest_window["window_start_date"], latest_window["window_end_date"]
     counts = {
         r["event_type"]: r["n"]
-        for r in gold(lake, "select event_type, count(*) as n from gold.glycemic_events "
-                            "where site_id = $1 and local_date between $2 and $3 group by 1", SITE, start, end)
+        for r in gold(
+            lake,
+            "select event_type, count(*) as n from gold.glycemic_events "
+            "where site_id = $1 and local_date between $2 and $3 group by 1",
+            SITE,
+            start,
+            end,
+        )
     }
     for event_type in ("hypo_level_1", "hypo_level_2", "hypo_extended", "hyper"):
-        assert re.search(rf'data-event="{event_type}">.*?<td data-value="{counts.get(event_type, 0)}">', html, re.S)
-    (noon,) = gold(lake, "select * from gold.agp_percentiles where site_id = $1 and window_end_date = $2 "
-                         "and bin_start_minute_of_day = 720", SITE, end)
-    assert f"<th scope=\"row\">12:00</th><td>{noon['reading_count']}</td>" in html
+        assert re.search(
+            rf'data-event="{event_type}">.*?<td data-value="{counts.get(event_type, 0)}">',
+            html,
+            re.S,
+        )
+    (noon,) = gold(
+        lake,
+        "select * from gold.agp_percentiles where site_id = $1 and window_end_date = $2 "
+        "and bin_start_minute_of_day = 720",
+        SITE,
+        end,
+    )
+    assert f'<th scope="row">12:00</th><td>{noon["reading_count"]}</td>' in html
     assert f"<td>{noon['p50_glucose_mg_dl']:.0f}</td>" in html
 
 
@@ -162,11 +208,19 @@ def test_pdf_is_one_page(lake: Settings, tmp_path: Path) -> None:
     assert re.search(rb"/Type\s*/Pages\b.*?/Count\s+1\b", data, re.S)
 
 
-def test_explicit_end_gives_that_window(lake: Settings, latest_window: dict[str, Any], tmp_path: Path) -> None:
+def test_explicit_end_gives_that_window(
+    lake: Settings, latest_window: dict[str, Any], tmp_path: Path
+) -> None:
     end = latest_window["window_end_date"] - timedelta(days=1)
-    (window,) = gold(lake, "select * from gold.glucose_metrics_14d where site_id = $1 and window_end_date = $2",
-                     SITE, end)
-    html = render_report(lake, site_id=SITE, end=end, out=tmp_path / "r.html").read_text(encoding="utf-8")
+    (window,) = gold(
+        lake,
+        "select * from gold.glucose_metrics_14d where site_id = $1 and window_end_date = $2",
+        SITE,
+        end,
+    )
+    html = render_report(lake, site_id=SITE, end=end, out=tmp_path / "r.html").read_text(
+        encoding="utf-8"
+    )
     assert _value(html, "tir_pct")[0] == repr(window["tir_pct"])
     assert f'datetime="{end.isoformat()}"' in html
 
@@ -175,10 +229,16 @@ def test_thin_window_is_shown_and_flagged(lake: Settings, tmp_path: Path) -> Non
     """A window with < 70 % CGM data is reported, not hidden, and says it is not representative."""
     (subject,) = gold(lake, "select * from silver.dim_subject where site_id = $1", SITE)
     end = subject["first_local_date"] + timedelta(days=3)
-    (window,) = gold(lake, "select * from gold.glucose_metrics_14d where site_id = $1 and window_end_date = $2",
-                     SITE, end)
+    (window,) = gold(
+        lake,
+        "select * from gold.glucose_metrics_14d where site_id = $1 and window_end_date = $2",
+        SITE,
+        end,
+    )
     assert window["cgm_active_pct"] < 70
-    html = render_report(lake, site_id=SITE, end=end, out=tmp_path / "thin.html").read_text(encoding="utf-8")
+    html = render_report(lake, site_id=SITE, end=end, out=tmp_path / "thin.html").read_text(
+        encoding="utf-8"
+    )
     assert 'role="alert">Not representative' in html
     assert f"{window['cgm_active_pct']:.1f}% (not representative)" in html
     assert _value(html, "tir_pct")[0] == repr(window["tir_pct"])
@@ -192,17 +252,23 @@ def test_unknown_subject_names_the_known_ones(lake: Settings, tmp_path: Path) ->
     assert not (tmp_path / "r.html").exists()
 
 
-def test_window_outside_the_span_says_what_exists(lake: Settings, latest_window: dict[str, Any], tmp_path: Path) -> None:
+def test_window_outside_the_span_says_what_exists(
+    lake: Settings, latest_window: dict[str, Any], tmp_path: Path
+) -> None:
     (subject,) = gold(lake, "select * from silver.dim_subject where site_id = $1", SITE)
     with pytest.raises(CascadeError) as info:
         render_report(lake, site_id=SITE, end=date(2001, 1, 1), out=tmp_path / "r.html")
     message = str(info.value)
     assert "2001-01-01" in message
-    assert str(subject["first_local_date"]) in message and str(subject["last_local_date"]) in message
+    assert (
+        str(subject["first_local_date"]) in message and str(subject["last_local_date"]) in message
+    )
 
 
 @pytest.mark.parametrize("days", [7, 30])
-def test_other_window_lengths_are_refused_clearly(lake: Settings, days: int, tmp_path: Path) -> None:
+def test_other_window_lengths_are_refused_clearly(
+    lake: Settings, days: int, tmp_path: Path
+) -> None:
     with pytest.raises(CascadeError, match=r"--days .*14-day windows.*consensus"):
         render_report(lake, site_id=SITE, days=days, out=tmp_path / "r.html")
 

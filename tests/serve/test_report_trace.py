@@ -22,7 +22,9 @@ def test_regular_readings_make_one_line() -> None:
 
 
 def test_a_gap_longer_than_three_intervals_breaks_the_line() -> None:
-    points = _points((0, 0.0, 100.0), (15 * MINUTE_MS, 0.25, 110.0), (31 * MINUTE_MS, 31 / 60, 120.0))
+    points = _points(
+        (0, 0.0, 100.0), (15 * MINUTE_MS, 0.25, 110.0), (31 * MINUTE_MS, 31 / 60, 120.0)
+    )
     hours, glucose, clock_changed = _trace(points, 5)
     assert [math.isnan(g) for g in glucose] == [False, False, True, False]  # 15 min bridged, 16 not
     assert len(hours) == len(glucose)

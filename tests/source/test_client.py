@@ -72,8 +72,12 @@ def _history_server(docs: list[dict[str, Any]], limit_cap: int = 1000) -> httpx.
         after = int(request.url.path.rsplit("/", 1)[1])
         limit = int(parse_qs(urlparse(str(request.url)).query)["limit"][0])
         if limit > limit_cap:
-            return httpx.Response(400, json={"status": 400, "message": "Parameter limit out of tolerance"})
-        result = sorted((d for d in docs if d["srvModified"] > after), key=lambda d: d["srvModified"])[:limit]
+            return httpx.Response(
+                400, json={"status": 400, "message": "Parameter limit out of tolerance"}
+            )
+        result = sorted(
+            (d for d in docs if d["srvModified"] > after), key=lambda d: d["srvModified"]
+        )[:limit]
         return httpx.Response(200, json={"status": 200, "result": result})
 
     return httpx.MockTransport(handler)
@@ -82,13 +86,20 @@ def _history_server(docs: list[dict[str, Any]], limit_cap: int = 1000) -> httpx.
 def test_v3_history_paging_survives_equal_srv_modified_at_page_cuts() -> None:
     base = HISTORY_START_MS + 10_000
     # 7 documents written in the same millisecond, surrounded by others
-    docs = [{"identifier": f"d{i}", "srvModified": base + (i if i < 5 else 5 if i < 12 else i)} for i in range(20)]
-    client = NightscoutClient(SiteConfig(id="s", url="http://ns.test"), page_size=4, transport=_history_server(docs))
+    docs = [
+        {"identifier": f"d{i}", "srvModified": base + (i if i < 5 else 5 if i < 12 else i)}
+        for i in range(20)
+    ]
+    client = NightscoutClient(
+        SiteConfig(id="s", url="http://ns.test"), page_size=4, transport=_history_server(docs)
+    )
     ids = _ids(client.history_pages(ENTRIES))
     assert sorted(ids) == sorted(d["identifier"] for d in docs)
     assert len(ids) == len(set(ids))
     resumed = _ids(client.history_pages(ENTRIES, after_srv_modified=base + 5))
-    assert set(resumed) == {f"d{i}" for i in range(5, 20)}  # resume is inclusive of the cursor's millisecond
+    assert set(resumed) == {
+        f"d{i}" for i in range(5, 20)
+    }  # resume is inclusive of the cursor's millisecond
 
 
 def test_history_start_respects_nightscout_minimum_timestamp() -> None:
@@ -98,18 +109,30 @@ def test_history_start_respects_nightscout_minimum_timestamp() -> None:
         seen.append(request.url.path)
         return httpx.Response(200, json={"status": 200, "result": []})
 
-    client = NightscoutClient(SiteConfig(id="s", url="http://ns.test"), transport=httpx.MockTransport(handler))
+    client = NightscoutClient(
+        SiteConfig(id="s", url="http://ns.test"), transport=httpx.MockTransport(handler)
+    )
     assert list(client.history_pages(TREATMENTS)) == []
     assert seen == [f"/api/v3/treatments/history/{HISTORY_START_MS}"]
 
 
 def test_jwt_is_renewed_before_expiry_and_after_a_401() -> None:
     store = SiteStore("locked")
-    store.insert("entries", [{"type": "sgv", "sgv": 100 + i, "date": NOW_MS - i * 300_000} for i in range(30)])
+    store.insert(
+        "entries",
+        [{"type": "sgv", "sgv": 100 + i, "date": NOW_MS - i * 300_000} for i in range(30)],
+    )
     server_clock = [time.time()]
-    with FakeNightscout({"locked": store}, tokens=["reader-abcdef0123456789"], jwt_lifetime_seconds=3,
-                        auth_clock=lambda: server_clock[0]).start() as ns:
-        client = NightscoutClient(SiteConfig(id="locked", url=ns.site_url("locked"), token="reader-abcdef0123456789"), page_size=10)
+    with FakeNightscout(
+        {"locked": store},
+        tokens=["reader-abcdef0123456789"],
+        jwt_lifetime_seconds=3,
+        auth_clock=lambda: server_clock[0],
+    ).start() as ns:
+        client = NightscoutClient(
+            SiteConfig(id="locked", url=ns.site_url("locked"), token="reader-abcdef0123456789"),
+            page_size=10,
+        )
         pages = client.history_pages(ENTRIES)
         next(pages)
         exchanges = lambda: sum(1 for r in ns.requests if "/authorization/request/" in r.path)  # noqa: E731
@@ -127,7 +150,9 @@ def test_jwt_is_renewed_before_expiry_and_after_a_401() -> None:
 def test_auth_errors_name_the_site_never_the_secret() -> None:
     store = SiteStore("locked")
     with FakeNightscout({"locked": store}, api_secret="the real secret").start() as ns:
-        client = NightscoutClient(SiteConfig(id="locked", url=ns.site_url("locked"), api_secret="a wrong secret!"))
+        client = NightscoutClient(
+            SiteConfig(id="locked", url=ns.site_url("locked"), api_secret="a wrong secret!")
+        )
         with pytest.raises(NightscoutAuthError) as excinfo:
             list(client.v1_pages(ENTRIES))
         message = str(excinfo.value)
@@ -144,8 +169,11 @@ def test_retries_back_off_on_429_and_honour_retry_after() -> None:
             return httpx.Response(429, headers={"Retry-After": "0.3"})
         return httpx.Response(200, json=[])
 
-    client = NightscoutClient(SiteConfig(id="s", url="http://ns.test"), backoff_seconds=0.01,
-                              transport=httpx.MockTransport(handler))
+    client = NightscoutClient(
+        SiteConfig(id="s", url="http://ns.test"),
+        backoff_seconds=0.01,
+        transport=httpx.MockTransport(handler),
+    )
     assert list(client.v1_pages(ENTRIES)) == []
     assert len(calls) == 3
     assert calls[1] - calls[0] >= 0.3 and calls[2] - calls[1] >= 0.3
@@ -155,9 +183,15 @@ def test_connection_errors_exhaust_retries_into_a_clear_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    client = NightscoutClient(SiteConfig(id="down", url="http://ns.test"), max_retries=2, backoff_seconds=0.01,
-                              transport=httpx.MockTransport(handler))
-    with pytest.raises(NightscoutUnavailableError, match=r"'down'.*after 3 attempts.*connection failed"):
+    client = NightscoutClient(
+        SiteConfig(id="down", url="http://ns.test"),
+        max_retries=2,
+        backoff_seconds=0.01,
+        transport=httpx.MockTransport(handler),
+    )
+    with pytest.raises(
+        NightscoutUnavailableError, match=r"'down'.*after 3 attempts.*connection failed"
+    ):
         list(client.v1_pages(ENTRIES))
 
 
@@ -165,7 +199,10 @@ def test_tokens_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
     store = SiteStore("locked")
     store.insert("entries", [{"type": "sgv", "sgv": 120, "date": NOW_MS}])
     token = "reader-secret0123456789"
-    with FakeNightscout({"locked": store}, tokens=[token]).start() as ns, caplog.at_level(logging.DEBUG):
+    with (
+        FakeNightscout({"locked": store}, tokens=[token]).start() as ns,
+        caplog.at_level(logging.DEBUG),
+    ):
         client = NightscoutClient(SiteConfig(id="locked", url=ns.site_url("locked"), token=token))
         assert len(_ids(client.history_pages(ENTRIES))) == 1
     assert "/authorization/request/" in caplog.text  # httpx did log the exchange...
@@ -183,29 +220,49 @@ def test_v1_reads_history_older_than_nightscouts_default_window() -> None:
 
 
 def test_v3_is_used_only_with_a_token_that_v3_accepts() -> None:
-    with FakeNightscout({"s": SiteStore("s")}, tokens=["reader-0123456789abcdef"], auth_default_roles="readable").start() as ns:
+    with FakeNightscout(
+        {"s": SiteStore("s")}, tokens=["reader-0123456789abcdef"], auth_default_roles="readable"
+    ).start() as ns:
         anonymous = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")))
         assert anonymous.v3_access().usable is False
         assert "no token configured" in anonymous.v3_access().reason
-        assert not [r for r in ns.requests if "/api/v3/" in r.path and r.path != "/s/api/v3/version"]
-        reader = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s"), token="reader-0123456789abcdef"))
+        assert not [
+            r for r in ns.requests if "/api/v3/" in r.path and r.path != "/s/api/v3/version"
+        ]
+        reader = NightscoutClient(
+            SiteConfig(id="s", url=ns.site_url("s"), token="reader-0123456789abcdef")
+        )
         assert reader.v3_access().usable is True
-        wrong = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s"), token="reader-fedcba9876543210"))
+        wrong = NightscoutClient(
+            SiteConfig(id="s", url=ns.site_url("s"), token="reader-fedcba9876543210")
+        )
         with pytest.raises(NightscoutAuthError, match="'s'"):
             wrong.v3_access()
-    with FakeNightscout({"s": SiteStore("s")}, tokens=["reader-0123456789abcdef"], v3_enabled=False).start() as ns:
-        old = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s"), token="reader-0123456789abcdef"))
+    with FakeNightscout(
+        {"s": SiteStore("s")}, tokens=["reader-0123456789abcdef"], v3_enabled=False
+    ).start() as ns:
+        old = NightscoutClient(
+            SiteConfig(id="s", url=ns.site_url("s"), token="reader-0123456789abcdef")
+        )
         assert old.v3_access() == V3Access(False, "the server has no API v3 (Nightscout before 14)")
 
 
 def test_count_sees_what_v1_paging_sees_including_broken_clocks() -> None:
-    docs = [_sgv(NOW_MS - 300_000 * i, i) for i in range(7)] + [_sgv(0, 99), _sgv(NOW_MS + 5 * 86_400_000, 98)]
+    docs = [_sgv(NOW_MS - 300_000 * i, i) for i in range(7)] + [
+        _sgv(0, 99),
+        _sgv(NOW_MS + 5 * 86_400_000, 98),
+    ]
     store = SiteStore("s", uploaded_through="v1")
     store.insert("entries", docs)
-    store.insert("treatments", [{"eventType": "Note", "created_at": "1999-02-03T04:05:06.000Z", "notes": "old"}])
+    store.insert(
+        "treatments",
+        [{"eventType": "Note", "created_at": "1999-02-03T04:05:06.000Z", "notes": "old"}],
+    )
     with FakeNightscout({"s": store}).start() as ns:
         client = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")), page_size=4)
-        assert client.count(ENTRIES) == 9 == len(_ids(client.v1_pages(ENTRIES)))  # 1970 and the future too
+        assert (
+            client.count(ENTRIES) == 9 == len(_ids(client.v1_pages(ENTRIES)))
+        )  # 1970 and the future too
         assert client.count(TREATMENTS) == 1 == len(_ids(client.v1_pages(TREATMENTS)))
         assert client.count(DEVICESTATUS) == 0
         assert client.count(PROFILE) is None  # v1 has no count for profiles
@@ -213,7 +270,13 @@ def test_count_sees_what_v1_paging_sees_including_broken_clocks() -> None:
 
 def test_every_profile_is_read_not_only_the_newest_ten() -> None:
     store = SiteStore("s", uploaded_through="v1")
-    store.insert("profile", [{"defaultProfile": "D", "startDate": f"2024-01-{day:02d}T00:00:00.000Z", "store": {}} for day in range(1, 24)])
+    store.insert(
+        "profile",
+        [
+            {"defaultProfile": "D", "startDate": f"2024-01-{day:02d}T00:00:00.000Z", "store": {}}
+            for day in range(1, 24)
+        ],
+    )
     with FakeNightscout({"s": store}).start() as ns:
         client = NightscoutClient(SiteConfig(id="s", url=ns.site_url("s")), page_size=10)
         assert len(_ids(client.v1_pages(PROFILE))) == 23
@@ -226,5 +289,7 @@ def test_a_url_that_is_not_nightscout_says_which_setting_to_check() -> None:
         with pytest.raises(ApiNotFoundError) as failure:
             list(client.v1_pages(ENTRIES))
     message = str(failure.value)
-    assert message.startswith(f"no Nightscout API at {ns.base_url}/no-such-site (HTTP 404 for /api/v1/entries.json)")
+    assert message.startswith(
+        f"no Nightscout API at {ns.base_url}/no-such-site (HTTP 404 for /api/v1/entries.json)"
+    )
     assert "NIGHTSCOUT_URL" in message and "'typo'" in message

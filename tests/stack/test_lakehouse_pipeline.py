@@ -55,8 +55,7 @@ def _cell(value: Any) -> Any:
 def _sort_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
     # Floats rounded so a last-digit difference cannot reorder rows; None sorts first.
     return tuple(
-        (value is not None, round(value, 6) if isinstance(value, float) else value)
-        for value in row
+        (value is not None, round(value, 6) if isinstance(value, float) else value) for value in row
     )
 
 
@@ -150,7 +149,9 @@ def nightscout() -> Iterator[FakeNightscout]:
 def embedded(nightscout: FakeNightscout, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = load_settings(
         cascade_home=tmp_path_factory.mktemp("embedded"),
-        nightscout_sites=[SiteConfig(id=s, url=nightscout.site_url(s)) for s in nightscout.site_ids],
+        nightscout_sites=[
+            SiteConfig(id=s, url=nightscout.site_url(s)) for s in nightscout.site_ids
+        ],
     )
     run_pipeline(settings)
     return settings
@@ -240,5 +241,6 @@ def test_published_lakehouse_marts_equal_the_embedded_marts(
 
     # Each mart records the Nessie commit of main it came from: main's head after the run.
     head = httpx.get(f"{settings.nessie_uri}/api/v2/trees/main").json()["reference"]["hash"]
-    assert sorted(provenance) == sorted(("marts." + n.split(".")[1], "main", head) for n in published)
-
+    assert sorted(provenance) == sorted(
+        ("marts." + n.split(".")[1], "main", head) for n in published
+    )

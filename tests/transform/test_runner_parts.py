@@ -49,13 +49,19 @@ def test_build_args(tmp_path: Path) -> None:
     workspace = Workspace(
         tmp_path / "t.duckdb", tmp_path / "ext", tmp_path / "target", tmp_path / "logs"
     )
-    default = build_args(tmp_path, workspace.dbt_target(), select=None, full_refresh=False, unit_tests=False)
+    default = build_args(
+        tmp_path, workspace.dbt_target(), select=None, full_refresh=False, unit_tests=False
+    )
     assert default[0] == "build"
     assert default[default.index("--target") + 1] == "local"
     assert default[default.index("--exclude-resource-type") + 1] == "unit_test"
     assert "--full-refresh" not in default
     chosen = build_args(
-        tmp_path, workspace.dbt_target(), select=["gold", "dim_subject+"], full_refresh=True, unit_tests=True
+        tmp_path,
+        workspace.dbt_target(),
+        select=["gold", "dim_subject+"],
+        full_refresh=True,
+        unit_tests=True,
     )
     assert chosen[chosen.index("--select") + 1 :][:2] == ["gold", "dim_subject+"]
     assert "--full-refresh" in chosen and "--exclude-resource-type" not in chosen

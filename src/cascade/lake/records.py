@@ -163,7 +163,9 @@ def _treatment_fields(doc: dict[str, Any]) -> dict[str, Any]:
 def _prediction(values: Any) -> list[float | None] | None:
     if not isinstance(values, list):
         return None
-    return [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+    return [
+        float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values
+    ]
 
 
 def _devicestatus_fields(doc: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +184,9 @@ def _devicestatus_fields(doc: dict[str, Any]) -> dict[str, Any]:
             "loop_system": "loop",
             "iob_units": _nested_number(loop, "iob", "iob"),
             "cob_grams": _nested_number(loop, "cob", "cob"),
-            "predicted_mg_dl": _prediction(predicted.get("values") if isinstance(predicted, dict) else None),
+            "predicted_mg_dl": _prediction(
+                predicted.get("values") if isinstance(predicted, dict) else None
+            ),
             "predicted_start_at": _safe_us(start),
             "enacted_rate_units_per_hour": _nested_number(enacted, "rate"),
             "enacted_duration_minutes": _nested_number(enacted, "duration"),
@@ -206,7 +210,9 @@ def _devicestatus_fields(doc: dict[str, Any]) -> dict[str, Any]:
             "cob_grams": _nested_number(suggested, "COB"),
             "eventual_bg_mg_dl": _nested_number(suggested, "eventualBG"),
             "predicted_mg_dl": _prediction(curve),
-            "predicted_start_at": _safe_us(suggested.get("timestamp") if isinstance(suggested, dict) else None),
+            "predicted_start_at": _safe_us(
+                suggested.get("timestamp") if isinstance(suggested, dict) else None
+            ),
             "enacted_rate_units_per_hour": _nested_number(enacted, "rate"),
             "enacted_duration_minutes": _nested_number(enacted, "duration"),
         }
@@ -273,7 +279,9 @@ def parse(collection: str, doc: Any, *, now_ms: int) -> dict[str, Any]:
         raise Rejected(f"event time {ms} ms is more than a day in the future: broken clock")
     offset = doc.get("utcOffset")
     if not isinstance(offset, int | float) or isinstance(offset, bool):
-        offset = _offset_from_iso(doc.get("dateString") or doc.get("created_at") or doc.get("timestamp"))
+        offset = _offset_from_iso(
+            doc.get("dateString") or doc.get("created_at") or doc.get("timestamp")
+        )
     srv_created, srv_modified = doc.get("srvCreated"), doc.get("srvModified")
     is_valid = doc.get("isValid")
     row = {
@@ -283,7 +291,9 @@ def parse(collection: str, doc: Any, *, now_ms: int) -> dict[str, Any]:
         "utc_offset_minutes": None if offset is None else int(offset),
         "is_valid": is_valid is not False,
         "srv_created_at": int(srv_created) * 1000 if isinstance(srv_created, int | float) else None,
-        "srv_modified_at": int(srv_modified) * 1000 if isinstance(srv_modified, int | float) else None,
+        "srv_modified_at": int(srv_modified) * 1000
+        if isinstance(srv_modified, int | float)
+        else None,
         "device": _text(doc.get("device") or doc.get("app") or doc.get("enteredBy")),
         "document": dumps(doc),
     }
@@ -315,7 +325,9 @@ class ParsedBatch:
         sid = source_id(doc) if isinstance(doc, dict) else None
         # One reject per version of a record, however it was read (v1 and v3 render it differently).
         identity = f"{sid}\x1f{doc.get('srvModified')}" if sid and isinstance(doc, dict) else text
-        digest = hashlib.sha256(f"{self.site_id}\x1f{self.collection}\x1f{identity}".encode()).hexdigest()
+        digest = hashlib.sha256(
+            f"{self.site_id}\x1f{self.collection}\x1f{identity}".encode()
+        ).hexdigest()
         return {
             "reject_id": digest[:32],
             "site_id": self.site_id,
@@ -334,7 +346,11 @@ def to_arrow(
 ) -> pa.Table:
     schema = raw_schema(collection).as_arrow()
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-    metadata = {"_cascade_ingested_at": ingested_at_us, "_cascade_load_id": load_id, "_cascade_api": api}
+    metadata = {
+        "_cascade_ingested_at": ingested_at_us,
+        "_cascade_load_id": load_id,
+        "_cascade_api": api,
+    }
     for name, values in columns.items():
         if name in metadata:
             values.extend([metadata[name]] * len(rows))
@@ -343,7 +359,9 @@ def to_arrow(
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def rejects_to_arrow(rejects: list[dict[str, Any]], *, ingested_at_us: int, load_id: str) -> pa.Table:
+def rejects_to_arrow(
+    rejects: list[dict[str, Any]], *, ingested_at_us: int, load_id: str
+) -> pa.Table:
     schema = rejects_schema().as_arrow()
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     for name, values in columns.items():

@@ -50,7 +50,12 @@ _METADATA: list[tuple[str, IcebergType, bool, str]] = [
 _SPECIFIC: dict[str, list[tuple[str, IcebergType, bool, str]]] = {
     "entries": [
         ("entry_type", StringType(), False, "sgv (sensor), mbg (meter), cal (calibration)"),
-        ("sgv_mg_dl", IntegerType(), False, "sensor glucose; 39/401 are LOW/HIGH clamps, <39 error codes"),
+        (
+            "sgv_mg_dl",
+            IntegerType(),
+            False,
+            "sensor glucose; 39/401 are LOW/HIGH clamps, <39 error codes",
+        ),
         ("mbg_mg_dl", DoubleType(), False, "meter blood glucose"),
         ("direction", StringType(), False, "trend arrow"),
         ("delta_mg_dl", DoubleType(), False, "change since the previous reading"),
@@ -80,7 +85,12 @@ _SPECIFIC: dict[str, list[tuple[str, IcebergType, bool, str]]] = {
         ("basal_iob_units", DoubleType(), False, "basal part of IOB (openaps)"),
         ("cob_grams", DoubleType(), False, "carbs on board"),
         ("eventual_bg_mg_dl", DoubleType(), False, "predicted eventual glucose"),
-        ("predicted_mg_dl", ListType(0, DoubleType(), element_required=False), False, "prediction curve, 5-min steps"),
+        (
+            "predicted_mg_dl",
+            ListType(0, DoubleType(), element_required=False),
+            False,
+            "prediction curve, 5-min steps",
+        ),
         ("predicted_start_at", TimestamptzType(), False, "time of the first predicted value"),
         ("enacted_rate_units_per_hour", DoubleType(), False, "temp basal the loop enacted"),
         ("enacted_duration_minutes", DoubleType(), False, "duration of the enacted temp basal"),
@@ -93,12 +103,22 @@ _SPECIFIC: dict[str, list[tuple[str, IcebergType, bool, str]]] = {
         ("units", StringType(), False, "mg/dl or mmol"),
         ("timezone", StringType(), False, "IANA timezone of the active profile"),
         ("dia_hours", DoubleType(), False, "duration of insulin action"),
-        ("store", StringType(), False, "the profile store (basal, ISF, carb ratio, targets) as JSON"),
+        (
+            "store",
+            StringType(),
+            False,
+            "the profile store (basal, ISF, carb ratio, targets) as JSON",
+        ),
     ],
 }
 
 REJECTS_COLUMNS: list[tuple[str, IcebergType, bool, str]] = [
-    ("reject_id", StringType(), True, "hash of site, collection and document: re-loads add nothing"),
+    (
+        "reject_id",
+        StringType(),
+        True,
+        "hash of site, collection and document: re-loads add nothing",
+    ),
     ("site_id", StringType(), True, "Nightscout site"),
     ("collection", StringType(), True, "collection the document came from"),
     ("source_id", StringType(), False, "the document's id, if it had one"),
@@ -132,7 +152,9 @@ def raw_schema(collection: str) -> Schema:
 def raw_partition_spec(schema: Schema) -> PartitionSpec:
     event_at = schema.find_field("event_at")
     return PartitionSpec(
-        PartitionField(source_id=event_at.field_id, field_id=1000, transform=DayTransform(), name="event_day")
+        PartitionField(
+            source_id=event_at.field_id, field_id=1000, transform=DayTransform(), name="event_day"
+        )
     )
 
 

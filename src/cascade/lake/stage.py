@@ -57,7 +57,9 @@ class Stage:
         parts = [self.root, "nightscout", site_id, collection] + ([load_id] if load_id else [])
         return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
 
-    def land(self, site_id: str, collection: str, load_id: str, sequence: int, api: str, body: bytes) -> str:
+    def land(
+        self, site_id: str, collection: str, load_id: str, sequence: int, api: str, body: bytes
+    ) -> str:
         directory = self._dir(site_id, collection, load_id)
         self.fs.create_dir(directory, recursive=True)
         path = f"{directory}/{sequence:06d}-{api}.json.zst"
@@ -67,18 +69,30 @@ class Stage:
         return path
 
     def pages(self, site_id: str, collection: str) -> Iterator[StagedPage]:
-        selector = pafs.FileSelector(self._dir(site_id, collection), allow_not_found=True, recursive=True)
+        selector = pafs.FileSelector(
+            self._dir(site_id, collection), allow_not_found=True, recursive=True
+        )
         files = sorted(
-            (info.path for info in self.fs.get_file_info(selector) if info.path.endswith(".json.zst")),
+            (
+                info.path
+                for info in self.fs.get_file_info(selector)
+                if info.path.endswith(".json.zst")
+            ),
         )
         decompressor = zstandard.ZstdDecompressor()
         for path in files:
             with self.fs.open_input_stream(path) as stream:
-                payload = json.loads(decompressor.decompress(stream.read(), max_output_size=1 << 31))
+                payload = json.loads(
+                    decompressor.decompress(stream.read(), max_output_size=1 << 31)
+                )
             docs = payload.get("result", []) if isinstance(payload, dict) else payload
             api = path.rsplit("-", 1)[-1].removesuffix(".json.zst")
             yield StagedPage(path=path, api=api, docs=docs if isinstance(docs, list) else [])
 
     def site_ids(self) -> list[str]:
         selector = pafs.FileSelector(f"{self.root.rstrip('/')}/nightscout", allow_not_found=True)
-        return sorted(info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)
+        return sorted(
+            info.base_name
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory
+        )

@@ -29,9 +29,15 @@ def lake_status(catalog: Catalog) -> list[TableStatus]:
         for identifier in sorted(catalog.list_tables(namespace)):
             table = catalog.load_table(identifier)
             snapshot = table.current_snapshot()
-            rows = int(snapshot.summary.get("total-records", 0)) if snapshot and snapshot.summary else 0
+            rows = (
+                int(snapshot.summary.get("total-records", 0))
+                if snapshot and snapshot.summary
+                else 0
+            )
             last = (
-                datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC).isoformat(timespec="seconds")
+                datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC).isoformat(
+                    timespec="seconds"
+                )
                 if snapshot
                 else None
             )

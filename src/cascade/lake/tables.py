@@ -126,7 +126,9 @@ def _days_filter(event_at: pa.ChunkedArray) -> BooleanExpression:
             ranges.append((day, day + 1))
     expr: BooleanExpression | None = None
     for start, end in ranges:
-        term = And(GreaterThanOrEqual("event_at", start * DAY_US), LessThan("event_at", end * DAY_US))
+        term = And(
+            GreaterThanOrEqual("event_at", start * DAY_US), LessThan("event_at", end * DAY_US)
+        )
         expr = term if expr is None else Or(expr, term)
     assert expr is not None
     return expr
@@ -144,7 +146,9 @@ def _existing(table: Table, site_id: str, rows: pa.Table) -> pa.Table:
     edited = rows.filter(pc.greater(rows.column("srv_modified_at"), rows.column("srv_created_at")))
     if edited.num_rows:
         moved = table.scan(
-            row_filter=And(EqualTo("site_id", site_id), In("source_id", edited.column("source_id").to_pylist())),
+            row_filter=And(
+                EqualTo("site_id", site_id), In("source_id", edited.column("source_id").to_pylist())
+            ),
             selected_fields=columns,
         ).to_arrow()
         found = pa.concat_tables([found, moved]) if found.num_rows else moved
@@ -230,7 +234,9 @@ def upsert(
         if rows.num_rows:
             tx.append(rows.cast(table.schema().as_arrow()), snapshot_properties=properties)
         if cursor_changed:
-            tx.set_properties({CURSOR_PROPERTY_PREFIX + site_id: json.dumps(cursor, sort_keys=True)})
+            tx.set_properties(
+                {CURSOR_PROPERTY_PREFIX + site_id: json.dumps(cursor, sort_keys=True)}
+            )
     return result
 
 
@@ -242,10 +248,18 @@ def append_rejects(table: Table, site_id: str, rejects: pa.Table) -> int:
     for position, reject_id in enumerate(rejects.column("reject_id").to_pylist()):
         first_seen.setdefault(reject_id, position)
     rejects = rejects.take(pa.array(sorted(first_seen.values()), pa.int64()))
-    known = table.scan(row_filter=EqualTo("site_id", site_id), selected_fields=("reject_id",)).to_arrow()
+    known = table.scan(
+        row_filter=EqualTo("site_id", site_id), selected_fields=("reject_id",)
+    ).to_arrow()
     fresh = rejects.filter(
-        pc.invert(pc.is_in(rejects.column("reject_id"), value_set=known.column("reject_id").combine_chunks()))
+        pc.invert(
+            pc.is_in(
+                rejects.column("reject_id"), value_set=known.column("reject_id").combine_chunks()
+            )
+        )
     )
     if fresh.num_rows:
-        table.append(fresh.cast(table.schema().as_arrow()), snapshot_properties={"cascade.site_id": site_id})
+        table.append(
+            fresh.cast(table.schema().as_arrow()), snapshot_properties={"cascade.site_id": site_id}
+        )
     return int(fresh.num_rows)

@@ -31,7 +31,9 @@ def extension_path(name: str) -> Path:
     return matches[0]
 
 
-def connect(database: str = ":memory:", settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    database: str = ":memory:", settings: Settings | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the iceberg extension loaded offline and UTC as its time zone.
 
     On the lakehouse profile it also reads S3 (httpfs) with the lake's credentials, held in a
@@ -75,7 +77,9 @@ def attach_catalog(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[str
             table = catalog.load_table(identifier)
             name = identifier[-1]
             target = f"{quote(schema)}.{quote(name)}"
-            if table.current_snapshot() is None:  # iceberg_scan needs a snapshot: expose the empty shape
+            if (
+                table.current_snapshot() is None
+            ):  # iceberg_scan needs a snapshot: expose the empty shape
                 con.register("_cascade_empty", table.schema().as_arrow().empty_table())
                 con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _cascade_empty")
                 con.unregister("_cascade_empty")
@@ -83,8 +87,7 @@ def attach_catalog(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[str
                 continue
             location = table.metadata_location.replace("'", "''")
             con.execute(
-                f"CREATE OR REPLACE VIEW {target} AS "
-                f"SELECT * FROM iceberg_scan('{location}')"
+                f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM iceberg_scan('{location}')"
             )
             names.append(f"{schema}.{name}")
     return names
