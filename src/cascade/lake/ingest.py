@@ -30,6 +30,7 @@ the one API they name.
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ from cascade.lake.records import ParsedBatch, rejects_to_arrow, to_arrow
 from cascade.lake.schemas import RAW_COLLECTIONS
 from cascade.lake.stage import Stage
 from cascade.lake.tables import (
+    UpsertResult,
     append_rejects,
     ensure_raw_table,
     ensure_rejects_table,
@@ -60,6 +62,8 @@ from cascade.lake.tables import (
 )
 from cascade.source.nightscout.client import NightscoutClient, Page, V3Access
 from cascade.source.nightscout.collections import Collection, get_collection
+
+COMMIT_ATTEMPTS = 8  # re-read and re-merge this often when other writers commit first
 
 
 class ProgressCallback(Protocol):
@@ -543,35 +547,23 @@ class Ingestor:
             while not items.empty():  # unblock fetchers waiting on a full queue
                 items.get_nowait()
 
-    def _commit(self, table: Any, rejects_table: Any, state: _SiteState, load_id: str) -> None:
+    def _commit(self, table: Table, rejects_table: Table, state: _SiteState, load_id: str) -> None:
+        """Write the site's batch and cursor. If another writer commits first, re-read the tables
+        and merge again: the upsert's look-up of existing rows must see the other writer's."""
         batch = state.batch
-        ingested_at_us = int(time.time() * 1_000_000)
-        try:
-            if batch.rejects:
-                append_rejects(
-                    rejects_table,
-                    batch.site_id,
-                    rejects_to_arrow(batch.rejects, ingested_at_us=ingested_at_us, load_id=load_id),
-                )
-            rows = to_arrow(
-                batch.collection,
-                batch.rows,
-                ingested_at_us=ingested_at_us,
-                load_id=load_id,
-                api=state.api or "v1",
-            )
-            result = upsert(
-                table,
-                batch.site_id,
-                rows,
-                cursor=state.cursor,
-                snapshot_properties={"cascade.load_id": load_id},
-            )
-        except CommitFailedException as exc:
-            raise LakeError(
-                f"raw.{batch.collection}: another writer committed first ({exc}); "
-                "is a second `cascade ingest` running? Re-run: nothing was half-written."
-            ) from None
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                result = self._write(table, rejects_table, state, load_id)
+                break
+            except CommitFailedException:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise LakeError(
+                        f"raw.{batch.collection}: other writers kept committing first "
+                        f"({COMMIT_ATTEMPTS} attempts); nothing was half-written, run it again"
+                    ) from None
+                time.sleep(random.uniform(0.05, 0.25) * attempt)
+                table.refresh()
+                rejects_table.refresh()
         report = state.report
         report.rejected += len(batch.rejects)
         report.inserted += result.inserted
@@ -580,6 +572,31 @@ class Ingestor:
         report.commits += 1
         report.cursor = state.cursor
         state.batch = ParsedBatch(batch.collection, batch.site_id)
+
+    @staticmethod
+    def _write(table: Table, rejects_table: Table, state: _SiteState, load_id: str) -> UpsertResult:
+        batch = state.batch
+        ingested_at_us = int(time.time() * 1_000_000)
+        if batch.rejects:
+            append_rejects(
+                rejects_table,
+                batch.site_id,
+                rejects_to_arrow(batch.rejects, ingested_at_us=ingested_at_us, load_id=load_id),
+            )
+        rows = to_arrow(
+            batch.collection,
+            batch.rows,
+            ingested_at_us=ingested_at_us,
+            load_id=load_id,
+            api=state.api or "v1",
+        )
+        return upsert(
+            table,
+            batch.site_id,
+            rows,
+            cursor=state.cursor,
+            snapshot_properties={"cascade.load_id": load_id},
+        )
 
 
 def ingest(

@@ -11,6 +11,7 @@ row, with `is_valid = false`. Downstream models keep only valid rows; the histor
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.expressions import (
     And,
     BooleanExpression,
@@ -29,6 +35,7 @@ from pyiceberg.expressions import (
     Or,
 )
 from pyiceberg.table import Table
+from sqlalchemy.exc import IntegrityError
 
 from cascade.lake.schemas import (
     CURSOR_PROPERTY_PREFIX,
@@ -43,21 +50,54 @@ from cascade.lake.schemas import (
 DAY_US = 86_400_000_000
 
 
-def ensure_raw_table(catalog: Catalog, collection: str) -> Table:
-    """Create `raw.<collection>` if missing; add any columns this version of Cascade knows."""
-    catalog.create_namespace_if_not_exists(RAW_NAMESPACE)
-    identifier = f"{RAW_NAMESPACE}.{collection}"
-    schema = raw_schema(collection)
+# Cascade re-reads and re-merges itself when another writer commits first (`ingest._commit`).
+# PyIceberg's own retry would re-apply an upsert's append against a snapshot it never
+# re-checked, so two concurrent loads of one site would each add every row: it is turned off.
+NO_BLIND_RETRY = {"commit.retry.num-retries": "0"}
+RAW_TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    **NO_BLIND_RETRY,
+}
+
+
+def _ensure_namespace(catalog: Catalog) -> None:
+    # NamespaceAlreadyExists / IntegrityError: another process created it a moment earlier
+    with contextlib.suppress(NamespaceAlreadyExistsError, IntegrityError):
+        catalog.create_namespace_if_not_exists(RAW_NAMESPACE)
+
+
+def _load_or_create(catalog: Catalog, identifier: str, **create: Any) -> Table:
+    """Load the table, or create it; a table another process creates meanwhile is loaded. Loading
+    first writes nothing when the table exists (creating first would write a metadata file)."""
+    _ensure_namespace(catalog)
     try:
         table = catalog.load_table(identifier)
     except NoSuchTableError:
-        return catalog.create_table_if_not_exists(
-            identifier,
-            schema=schema,
-            partition_spec=raw_partition_spec(schema),
-            sort_order=raw_sort_order(schema),
-            properties={"format-version": "2", "write.parquet.compression-codec": "zstd"},
-        )
+        try:
+            return catalog.create_table(identifier, properties=RAW_TABLE_PROPERTIES, **create)
+        except TableAlreadyExistsError:
+            table = catalog.load_table(identifier)
+    if any(table.properties.get(key) != value for key, value in NO_BLIND_RETRY.items()):
+        # Tables made by earlier versions of Cascade. If another process is writing right now,
+        # the next load sets it.
+        with contextlib.suppress(CommitFailedException), table.transaction() as tx:
+            tx.set_properties(NO_BLIND_RETRY)
+        table = catalog.load_table(identifier)
+    return table
+
+
+def ensure_raw_table(catalog: Catalog, collection: str) -> Table:
+    """Create `raw.<collection>` if missing; add any columns this version of Cascade knows."""
+    identifier = f"{RAW_NAMESPACE}.{collection}"
+    schema = raw_schema(collection)
+    table = _load_or_create(
+        catalog,
+        identifier,
+        schema=schema,
+        partition_spec=raw_partition_spec(schema),
+        sort_order=raw_sort_order(schema),
+    )
     missing = {f.name for f in schema.fields} - {f.name for f in table.schema().fields}
     if missing:
         with table.update_schema() as update:
@@ -67,12 +107,7 @@ def ensure_raw_table(catalog: Catalog, collection: str) -> Table:
 
 
 def ensure_rejects_table(catalog: Catalog) -> Table:
-    catalog.create_namespace_if_not_exists(RAW_NAMESPACE)
-    return catalog.create_table_if_not_exists(
-        f"{RAW_NAMESPACE}.{REJECTS_TABLE}",
-        schema=rejects_schema(),
-        properties={"format-version": "2", "write.parquet.compression-codec": "zstd"},
-    )
+    return _load_or_create(catalog, f"{RAW_NAMESPACE}.{REJECTS_TABLE}", schema=rejects_schema())
 
 
 def read_cursor(table: Table, site_id: str) -> dict[str, Any] | None:
