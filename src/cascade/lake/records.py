@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,12 @@ from cascade.lake.schemas import raw_schema, rejects_schema
 
 EARLIEST_PLAUSIBLE_MS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 FUTURE_TOLERANCE_MS = 24 * 3600 * 1000
+MAX_MS = 253_402_300_799_999  # 9999-12-31: beyond it no timestamp column can hold the time
+MAX_MAGNITUDE = 1e9  # typed numbers beyond this are corrupt, whatever the field
+MAX_UTC_OFFSET_MINUTES = 16 * 60  # real offsets are -12:00..+14:00
+# Glucose in mg/dL: Nightscout stores sensor error codes (5, 9, 10) and LOW/HIGH clamps (39,
+# 401) as readings, and no meter reads above 1000; anything else is not a glucose value.
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {"sgv": (0, 1000), "mbg": (0, 1000)}
 
 
 class Rejected(ValueError):
@@ -54,17 +61,25 @@ def _ms_from_any(value: Any) -> int | None:
     if isinstance(value, bool):
         raise Rejected(f"event time is a boolean: {value!r}")
     if isinstance(value, int | float):
-        return int(value)
+        return _finite_ms(float(value), value)
     if isinstance(value, str):
         try:
-            return int(float(value))
+            as_number = float(value)
         except ValueError:
             pass
+        else:
+            return _finite_ms(as_number, value)
         try:
             return _ms_from_iso(value)
         except ValueError:
             raise Rejected(f"unparseable event time {value[:40]!r}") from None
     raise Rejected(f"event time of unexpected type {type(value).__name__}")
+
+
+def _finite_ms(number_: float, raw: Any) -> int:
+    if not math.isfinite(number_) or abs(number_) > MAX_MS:
+        raise Rejected(f"event time {str(raw)[:40]!r} is not a representable time")
+    return int(number_)
 
 
 # Where each collection keeps its event time, in order of preference.
@@ -91,13 +106,20 @@ def number(doc: dict[str, Any], name: str) -> float | None:
     if isinstance(value, bool):
         raise Rejected(f"{name} is a boolean, expected a number")
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        result = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            result = float(value)
         except ValueError:
             raise Rejected(f"{name} is not a number: {value[:40]!r}") from None
-    raise Rejected(f"{name} is a {type(value).__name__}, expected a number")
+    else:
+        raise Rejected(f"{name} is a {type(value).__name__}, expected a number")
+    if not math.isfinite(result):
+        raise Rejected(f"{name} is not a finite number: {str(value)[:40]!r}")
+    low, high = PLAUSIBLE_RANGES.get(name, (-MAX_MAGNITUDE, MAX_MAGNITUDE))
+    if not low <= result <= high:
+        raise Rejected(f"{name} {result:g} is outside {low:g}..{high:g}")
+    return result
 
 
 def _nested_number(container: Any, *path: str) -> float | None:
@@ -107,13 +129,13 @@ def _nested_number(container: Any, *path: str) -> float | None:
         container = container.get(key)
     if isinstance(container, bool) or container is None:
         return None
-    if isinstance(container, int | float):
-        return float(container)
-    if isinstance(container, str):
+    if isinstance(container, int | float | str):
         try:
-            return float(container)
+            value = float(container)
         except ValueError:
             return None
+        # a deep, optional field: an unusable value is left out, the document is kept whole
+        return value if math.isfinite(value) and abs(value) <= MAX_MAGNITUDE else None
     return None
 
 
@@ -164,7 +186,10 @@ def _prediction(values: Any) -> list[float | None] | None:
     if not isinstance(values, list):
         return None
     return [
-        float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values
+        float(v)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        else None
+        for v in values
     ]
 
 
@@ -257,12 +282,45 @@ def source_id(doc: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+def _safe_source_id(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return None
+    sid = source_id(doc)
+    # an id with a lone surrogate cannot be stored as it is: keep it escaped
+    return None if sid is None else sid.encode("utf-8", "backslashreplace").decode()
+
+
 def dumps(doc: Any) -> str:
     """Compact JSON text of a document (orjson: this runs once per record, so speed matters)."""
     try:
         return orjson.dumps(doc).decode()
-    except TypeError:  # integers beyond 64 bits and other oddities orjson refuses
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:  # integers beyond 64 bits, lone surrogates, other things orjson refuses
+        try:  # ASCII escapes keep lone surrogates storable
+            return json.dumps(doc, separators=(",", ":"), ensure_ascii=True)
+        except (ValueError, RecursionError):  # nesting deeper than Python recurses
+            # the page itself, byte for byte, stays in stage
+            return '"<a document nested too deeply to keep here: see the stage>"'
+
+
+def _server_time(doc: dict[str, Any], name: str) -> int | None:
+    """Nightscout's own clock (v3 `srvCreated`/`srvModified`, epoch ms), when it is a time."""
+    value = doc.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if not (math.isfinite(value) and EARLIEST_PLAUSIBLE_MS <= value <= MAX_MS):
+        raise Rejected(f"{name} {value!r} is not a server time")
+    return int(value)
+
+
+def _unicode_safe(row: dict[str, Any]) -> None:
+    """Text must be valid Unicode to be stored: a lone surrogate (an escape like \\ud800 in the
+    JSON) cannot be, so the document is rejected (its text is kept, escaped, in raw.rejects)."""
+    for name, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Rejected(f"{name} is not valid Unicode (a lone surrogate)") from None
 
 
 def parse(collection: str, doc: Any, *, now_ms: int) -> dict[str, Any]:
@@ -282,7 +340,10 @@ def parse(collection: str, doc: Any, *, now_ms: int) -> dict[str, Any]:
         offset = _offset_from_iso(
             doc.get("dateString") or doc.get("created_at") or doc.get("timestamp")
         )
-    srv_created, srv_modified = doc.get("srvCreated"), doc.get("srvModified")
+    if offset is not None and not (math.isfinite(offset) and abs(offset) <= MAX_UTC_OFFSET_MINUTES):
+        raise Rejected(f"utcOffset {offset!r} minutes is not a time zone offset")
+    srv_created = _server_time(doc, "srvCreated")
+    srv_modified = _server_time(doc, "srvModified")
     is_valid = doc.get("isValid")
     row = {
         "site_id": "",
@@ -290,14 +351,13 @@ def parse(collection: str, doc: Any, *, now_ms: int) -> dict[str, Any]:
         "event_at": ms * 1000,
         "utc_offset_minutes": None if offset is None else int(offset),
         "is_valid": is_valid is not False,
-        "srv_created_at": int(srv_created) * 1000 if isinstance(srv_created, int | float) else None,
-        "srv_modified_at": int(srv_modified) * 1000
-        if isinstance(srv_modified, int | float)
-        else None,
+        "srv_created_at": None if srv_created is None else srv_created * 1000,
+        "srv_modified_at": None if srv_modified is None else srv_modified * 1000,
         "device": _text(doc.get("device") or doc.get("app") or doc.get("enteredBy")),
         "document": dumps(doc),
     }
     row.update(_SPECIFIC[collection](doc))
+    _unicode_safe(row)
     return row
 
 
@@ -317,16 +377,22 @@ class ParsedBatch:
             except Rejected as why:
                 self.rejects.append(self._reject(doc, str(why)))
                 continue
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # Whatever this version of Cascade did not foresee: one bad document must
+                # never stop its site, so it is kept as a reject with what went wrong.
+                reason = f"unreadable document ({type(exc).__name__}: {str(exc)[:80]})"
+                self.rejects.append(self._reject(doc, reason))
+                continue
             row["site_id"] = self.site_id
             self.rows.append(row)
 
     def _reject(self, doc: Any, reason: str) -> dict[str, Any]:
         text = dumps(doc)
-        sid = source_id(doc) if isinstance(doc, dict) else None
+        sid = _safe_source_id(doc)
         # One reject per version of a record, however it was read (v1 and v3 render it differently).
         identity = f"{sid}\x1f{doc.get('srvModified')}" if sid and isinstance(doc, dict) else text
         digest = hashlib.sha256(
-            f"{self.site_id}\x1f{self.collection}\x1f{identity}".encode()
+            f"{self.site_id}\x1f{self.collection}\x1f{identity}".encode("utf-8", "backslashreplace")
         ).hexdigest()
         return {
             "reject_id": digest[:32],
