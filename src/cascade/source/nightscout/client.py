@@ -303,6 +303,11 @@ class NightscoutClient:
                 return json.loads(response.content)
             except ValueError:
                 raise _TransientError(f"{label} answered with malformed JSON") from None
+            except RecursionError:
+                raise NightscoutUnavailableError(
+                    f"Nightscout site {self.site.id!r}: {label} answered JSON nested too deeply "
+                    "to read"
+                ) from None
 
     def _get_json(self, path: str, params: dict[str, str] | None = None) -> tuple[Any, bytes]:
         """GET a JSON document with auth, retrying transient failures and renewing an expired JWT."""
@@ -318,6 +323,13 @@ class NightscoutClient:
                 raise self._auth_error(response.status_code, f"GET {path}")
             if response.status_code == 404:
                 raise ApiNotFoundError(self.site, path)
+            if response.is_redirect:
+                where = response.headers.get("Location", "?").split("?")[0]
+                raise NightscoutUnavailableError(
+                    f"Nightscout site {self.site.id!r}: GET {path} was redirected "
+                    f"(HTTP {response.status_code} to {where}): set the site's url to where "
+                    "Nightscout answers, not a redirect"
+                )
             if response.status_code >= 400:
                 raise NightscoutUnavailableError(
                     f"Nightscout site {self.site.id!r}: GET {path} answered HTTP {response.status_code}: "
@@ -401,7 +413,16 @@ class NightscoutClient:
                 {"limit": str(limit)} if fields is None else {"limit": str(limit), "fields": fields}
             )
             payload, body = self._get_json(f"/api/v3/{collection.name}/history/{param}", params)
-            docs = payload.get("result", []) if isinstance(payload, dict) else []
+            path = f"/api/v3/{collection.name}/history"
+            if not isinstance(payload, dict) or "result" not in payload:
+                raise self._unexpected(path, payload, 'an object {"status", "result"}')
+            docs = self._documents(payload["result"], path)
+            if len(docs) > limit or any(
+                int(_time_ms(d.get("srvModified")) or 0) < param for d in docs
+            ):
+                raise self._unexpected(
+                    path, None, f"at most {limit} documents changed after {param}"
+                )
             fresh = [d for d in docs if _doc_id(d) not in seen_at_boundary]
             if docs and not fresh and len(docs) >= limit:
                 limit = self._grow(limit, collection, boundary)
@@ -450,7 +471,8 @@ class NightscoutClient:
             if upper_key is not None and upper is not None:
                 params[upper_key] = upper
             payload, body = self._get_json(f"/api/v1/{collection.name}.json", params)
-            docs = payload if isinstance(payload, list) else []
+            docs = self._documents(payload, f"/api/v1/{collection.name}.json")
+            self._check_page(docs, count, field_, params, collection)
             fresh = [d for d in docs if _doc_id(d) not in seen_at_boundary]
             if docs and not fresh and len(docs) >= count:
                 count = self._grow(count, collection, boundary)
@@ -466,13 +488,58 @@ class NightscoutClient:
             seen_at_boundary.update(_doc_id(d) for d in docs if d.get(field_) == boundary)
             upper_key, upper = f"find[{field_}][$lte]", str(boundary)
 
+    def _documents(self, payload: Any, path: str) -> list[Any]:
+        """The documents of a page. Items that are not objects are kept, to become rejects."""
+        if not isinstance(payload, list):
+            raise self._unexpected(path, payload, "a list of documents")
+        return payload
+
+    def _check_page(
+        self,
+        docs: list[Any],
+        count: int,
+        field_: str,
+        params: dict[str, str],
+        collection: Collection,
+    ) -> None:
+        """A page must respect the query: no more documents than asked, none outside the time
+        bounds. A server that ignores them would have paging go round forever."""
+        path = f"/api/v1/{collection.name}.json"
+        if len(docs) > count:
+            raise self._unexpected(path, None, f"at most {count} documents (it sent {len(docs)})")
+
+        # Compared as MongoDB compares them: numbers for epoch-ms fields, text for ISO fields.
+        def key(value: Any) -> float | str | None:
+            if collection.time_format == "iso":
+                return value if isinstance(value, str) else None
+            return _time_ms(value)
+
+        low = key(params.get(f"find[{field_}][$gte]"))
+        high = key(params.get(f"find[{field_}][$lte]") or params.get(f"find[{field_}][$lt]"))
+        for doc in docs:
+            moment = key(doc.get(field_)) if isinstance(doc, dict) else None
+            if moment is None:
+                continue
+            if (low is not None and moment < low) or (high is not None and moment > high):  # type: ignore[operator]
+                raise self._unexpected(
+                    path, None, f"documents within the {field_} bounds asked for"
+                )
+
+    def _unexpected(self, path: str, payload: Any, wanted: str) -> UnexpectedReplyError:
+        got = "" if payload is None else f", got {type(payload).__name__}: {str(payload)[:80]}"
+        return UnexpectedReplyError(
+            f"Nightscout site {self.site.id!r}: GET {path} answered 200 but not as Nightscout "
+            f"does (expected {wanted}{got}); nothing from it was written and the cursor did not "
+            "move. Is NIGHTSCOUT_URL a Nightscout, and is it healthy?"
+        )
+
     def _whole_collection(self, collection: Collection) -> Page:
         """Read a small collection that v1 cannot page (profile) whole: it returns the newest
         `count` documents (10 by default), so ask for more until the answer is shorter."""
         count = self.page_size
         while True:
             payload, body = self._get_json(f"/api/v1/{collection.name}.json", {"count": str(count)})
-            docs = payload if isinstance(payload, list) else []
+            docs = self._documents(payload, f"/api/v1/{collection.name}.json")
             if len(docs) < count:
                 return Page(collection.name, "v1", docs, body, None)
             if count >= MAX_PROFILE_COUNT:
@@ -488,6 +555,28 @@ class NightscoutClient:
                 f"time {boundary!r}; cannot page past them without skipping records"
             )
         return size * 2
+
+
+class UnexpectedReplyError(NightscoutUnavailableError):
+    """A 200 that is not what Nightscout sends: not a list of documents, or a page that ignores
+    the query. Nothing of it is written and the cursor stays where it was."""
+
+
+def _time_ms(value: Any) -> float | None:
+    """A document's time field as epoch ms, for checking a page against its bounds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                return None
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return moment.timestamp() * 1000
+    return None
 
 
 def _doc_id(doc: dict[str, Any]) -> str:
