@@ -46,6 +46,20 @@ class IncompleteLoadError(NightscoutError):
         )
 
 
+class SitesFailedError(NightscoutError):
+    """Some sites could not be read; the others were loaded and committed."""
+
+    def __init__(self, reports: list[Any]) -> None:
+        self.reports = reports
+        failed = [r for r in reports if r.error]
+        sites = sorted({r.site_id for r in failed})
+        lines = [f"site {r.site_id!r} {r.collection}: {r.error}" for r in failed]
+        super().__init__(
+            f"{len(sites)} site(s) failed ({', '.join(sites)}); the others were loaded:\n  "
+            + "\n  ".join(lines)
+        )
+
+
 class LakeError(CascadeError):
     """The lake (catalog or tables) is missing something or is in an unexpected state."""
 

@@ -257,3 +257,29 @@ def test_cascade_ingest_prints_the_summary_at_columns_80(monkeypatch: pytest.Mon
         assert sum(f"raw.{collection}" in line for line in lines) == len(SITES)
     assert "\x1b" not in result.output  # piped: no spinners, no cursor moves
     assert "ingest subject-01 devicestatus: " in result.stderr
+
+
+def test_a_failed_site_is_shown_in_the_table_and_the_command_exits_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cascade.lake.ingest
+    from cascade.exceptions import SitesFailedError
+
+    reports = _reports()
+    failed = [r for r in reports if r.site_id == SITES[-1]]
+    for r in failed:
+        r.error = "no Nightscout API at http://x (HTTP 404 for /api/v1/entries.json)"
+
+    def fake_ingest(settings: object, **_: object) -> list[LoadReport]:
+        raise SitesFailedError(reports)
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(cli, "console", Console())
+    monkeypatch.setattr(cli, "errors", Console(stderr=True))
+    monkeypatch.setattr(cli, "get_settings", lambda: None)
+    monkeypatch.setattr(cascade.lake.ingest, "ingest", fake_ingest)
+    result = CliRunner().invoke(cli.app, ["ingest"])
+    assert result.exit_code == 1
+    assert result.stdout.count("FAILED") == len(failed)
+    assert f"1 site(s) failed ({SITES[-1]})" in result.stderr
+    assert "Traceback" not in result.output

@@ -10,7 +10,12 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from cascade.config import Settings, SiteConfig
-from cascade.exceptions import IncompleteLoadError, NightscoutAuthError, NightscoutUnavailableError
+from cascade.exceptions import (
+    IncompleteLoadError,
+    NightscoutAuthError,
+    NightscoutUnavailableError,
+    SitesFailedError,
+)
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.lake.tables import read_cursor
@@ -299,3 +304,28 @@ def test_sites_respect_the_per_site_concurrency_bound(
     )
     ingest(settings)
     assert max(server.max_concurrent_by_site.values()) == 1
+
+
+def test_a_failing_site_never_stops_the_others(settings: Settings) -> None:
+    with FakeNightscout.synthetic(subjects=2, days=1, seed=9).start() as ns:
+        good = SiteConfig(id="subject-01", url=ns.site_url("subject-01"))
+        gone = SiteConfig(id="subject-02", url=ns.base_url + "/no-such-site")
+        settings = settings.model_copy(update={"nightscout_sites": [good, gone]})
+        with pytest.raises(SitesFailedError, match=r"1 site\(s\) failed \(subject-02\)") as failure:
+            ingest(settings)
+        by = {(r.site_id, r.collection): r for r in failure.value.reports}
+        assert "no Nightscout API at" in (by[("subject-02", "entries")].error or "")
+        assert (
+            by[("subject-02", "profile")].error == "not read: the site failed earlier in this run"
+        )
+        catalog = load_lake_catalog(settings)
+        for collection in COLLECTIONS:
+            assert by[("subject-01", collection)].error is None
+            assert _rows(catalog, collection, "subject-01") == _expected_rows_of(
+                ns, "subject-01", collection
+            )
+            assert _rows(catalog, collection, "subject-02") == 0
+
+
+def _expected_rows_of(ns: FakeNightscout, site: str, collection: str) -> int:
+    return ns.stores[site].count(collection) - dirty_record_counts(1)[f"rejectable_{collection}"]

@@ -56,6 +56,14 @@ def _fail(exc: CascadeError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _fail_with_reports(exc: CascadeError) -> typer.Exit:
+    """An ingest that failed for some sites still loaded the others: show what it did."""
+    reports = getattr(exc, "reports", None)
+    if reports:
+        console.print(ingest_table(reports))
+    return _fail(exc)
+
+
 def _day(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
@@ -130,7 +138,7 @@ def ingest(
                 progress=rows.ingest,
             )
     except CascadeError as exc:
-        raise _fail(exc) from None
+        raise _fail_with_reports(exc) from None
     console.print(ingest_table(reports))
 
 
@@ -254,7 +262,7 @@ def run(
                 on_stage=rows.stage,
             )
     except CascadeError as exc:
-        raise _fail(exc) from None
+        raise _fail_with_reports(exc) from None
     console.print(ingest_table(result.loads))
     loaded = sum(r.inserted + r.replaced for r in result.loads)
     console.print(

@@ -106,7 +106,7 @@ def ingest_table(reports: Sequence[LoadReport], title: str = "ingest") -> Table:
         for i, r in enumerate(site_reports):
             table.add_row(
                 _indent(f"raw.{r.collection}"),
-                r.api or "-",
+                Text("FAILED", style="bold red") if getattr(r, "error", None) else (r.api or "-"),
                 _n(r.documents),
                 _n(r.inserted),
                 _n(r.replaced),

@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -47,7 +48,13 @@ from pyiceberg.expressions import And, EqualTo, IsNull
 from pyiceberg.table import Table
 
 from cascade.config import Settings, SiteConfig
-from cascade.exceptions import CascadeError, IncompleteLoadError, LakeError
+from cascade.exceptions import (
+    CascadeError,
+    IncompleteLoadError,
+    LakeError,
+    NightscoutError,
+    SitesFailedError,
+)
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.records import ParsedBatch, rejects_to_arrow, to_arrow
 from cascade.lake.schemas import RAW_COLLECTIONS
@@ -101,6 +108,7 @@ class LoadReport:
     reason: str = ""  # why this strategy
     server_count: int | None = None  # documents v1 counted on the site
     lake_count: int | None = None  # the site's documents the lake holds afterwards (rows + rejects)
+    error: str | None = None  # why the site failed; the other sites went on
 
 
 # One pass yields pages and, after each, the cursor part ("v1" or "v3") true once it is committed.
@@ -310,6 +318,7 @@ class Ingestor:
         self._clients = clients or {}
         self.progress: ProgressCallback = progress or _no_progress
         self.lookback = timedelta(hours=settings.nightscout_v1_lookback_hours)
+        self._failures: dict[str, NightscoutError] = {}  # the first error of each failed site
 
     def client(self, site: SiteConfig) -> NightscoutClient:
         if site.id not in self._clients:
@@ -329,8 +338,22 @@ class Ingestor:
         until: datetime | None = None,
     ) -> list[LoadReport]:
         reports: list[LoadReport] = []
+        failed: set[str] = set()
         for name in collections:
-            reports.extend(self._load_collection(name, sites, since=since, until=until))
+            healthy = [s for s in sites if s.id not in failed]
+            loaded = self._load_collection(name, healthy, since=since, until=until)
+            failed |= {r.site_id for r in loaded if r.error}
+            reports.extend(loaded)
+            # a site that failed is not asked again in this run; say so for each collection
+            reports.extend(
+                LoadReport(s.id, name, error="not read: the site failed earlier in this run")
+                for s in sites
+                if s.id in failed and s.id not in {r.site_id for r in loaded}
+            )
+        if self._failures and len(sites) == 1:
+            raise self._failures[sites[0].id]  # one site: its own error says it best
+        if any(r.error for r in reports):
+            raise SitesFailedError(reports)
         incomplete = [
             r
             for r in reports
@@ -402,10 +425,26 @@ class Ingestor:
                     site.id
                 ].reason = "an explicit window (--since/--until), read with v1; cursor untouched"
         else:
-            by_v3 = [s for s in sites if self.client(s).v3_access().usable]
+
+            def healthy(site: SiteConfig) -> bool:
+                return reports[site.id].error is None
+
+            def asks(site: SiteConfig, question: Callable[[], bool]) -> bool:
+                """A question put to the site; if the site fails, that is its report's error."""
+                try:
+                    return question()
+                except NightscoutError as exc:
+                    reports[site.id].error = str(exc)
+                    self._failures.setdefault(site.id, exc)
+                    return False
+
+            by_v3 = [s for s in sites if asks(s, partial(self._v3_usable, s))]
             load(by_v3, lambda client, cursor: v3_pages(client, collection, cursor), "v3")
             by_v1 = [
-                s for s in sites if self._needs_v1(s, collection, table, rejects, reports[s.id])
+                s
+                for s in sites
+                if healthy(s)
+                and asks(s, partial(self._needs_v1, s, collection, table, rejects, reports[s.id]))
             ]
 
             def since_cursor(client: NightscoutClient, cursor: dict[str, Any]) -> PageSource:
@@ -414,7 +453,9 @@ class Ingestor:
                 )
 
             load(by_v1, since_cursor, "v1")
-            short = [s for s in by_v1 if self._short(s, table, rejects, reports[s.id])]
+            short = [
+                s for s in by_v1 if healthy(s) and self._short(s, table, rejects, reports[s.id])
+            ]
             if short:  # documents v1 paging missed (uploaded late, older than the look-back)
 
                 def whole_history(client: NightscoutClient, cursor: dict[str, Any]) -> PageSource:
@@ -429,7 +470,7 @@ class Ingestor:
                     ].reason += (
                         "; the lake was short after paging, so the whole v1 history was read again"
                     )
-            for site in sites:
+            for site in filter(healthy, sites):
                 self._short(site, table, rejects, reports[site.id])
         elapsed = time.perf_counter() - started
         for site in sites:
@@ -437,6 +478,9 @@ class Ingestor:
             reports[site.id].seconds = elapsed
             self.progress(site.id, name, 0, True)
         return [reports[s.id] for s in sites]
+
+    def _v3_usable(self, site: SiteConfig) -> bool:
+        return self.client(site).v3_access().usable
 
     def _needs_v1(
         self,
@@ -522,7 +566,18 @@ class Ingestor:
                 item = items.get()
                 state = states[item.site_id]
                 if item.error is not None:
-                    raise item.error
+                    if not isinstance(item.error, NightscoutError):
+                        raise item.error  # the lake's or Cascade's own failure stops the run
+                    # This site's failure is its own: drop what it read since its last commit
+                    # (its cursor covers only committed pages) and let the other sites go on.
+                    state.report.error = str(item.error)
+                    self._failures.setdefault(item.site_id, item.error)
+                    state.batch = ParsedBatch(name, item.site_id)
+                    pending_sites.discard(item.site_id)
+                    if started < len(workers):
+                        workers[started].start()
+                        started += 1
+                    continue
                 if item.page is None:
                     self._commit(table, rejects, state, load_id)
                     pending_sites.discard(item.site_id)
