@@ -470,8 +470,9 @@ class Ingestor:
                     ].reason += (
                         "; the lake was short after paging, so the whole v1 history was read again"
                     )
-            for site in filter(healthy, sites):
-                self._short(site, table, rejects, reports[site.id])
+            for site in filter(healthy, sites):  # what the lake holds now, where not yet known
+                if reports[site.id].lake_count is None or site in short:
+                    self._short(site, table, rejects, reports[site.id])
         elapsed = time.perf_counter() - started
         for site in sites:
             reports[site.id].api = "+".join(sorted(apis[site.id]))
