@@ -1266,11 +1266,14 @@ class FakeNightscout:
                     self.max_concurrent_by_site.get(site_id, 0), now
                 )
 
-    def _leave(self, site_id: str | None, record: RequestRecord) -> None:
+    def _leave(self, site_id: str | None) -> None:
         with self._stats_lock:
             self._in_flight -= 1
             if site_id is not None:
                 self._in_flight_by_site[site_id] -= 1
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._stats_lock:
             self.requests.append(record)
 
     # ---------------------------------------------------------------- request handling
@@ -1290,9 +1293,24 @@ class FakeNightscout:
         fault = self._faults.pick(target)
         kind = fault[0] if fault else None
         self._enter(site)
-        status = 0
+
+        def record(status: int) -> None:
+            # Recorded before the answer leaves: a client that has its answer can rely on the log.
+            self._record(
+                RequestRecord(
+                    method=method,
+                    site_id=site,
+                    path=_redact_path(rest if site else path),
+                    query=_redact_query(params),
+                    status=status,
+                    fault=kind,
+                    duration_seconds=time.perf_counter() - started,
+                )
+            )
+
         try:
             if kind == "drop":
+                record(0)
                 handler.close_connection = True
                 return
             if kind == "slow" and fault is not None:
@@ -1308,21 +1326,10 @@ class FakeNightscout:
                 response = self._route_safely(method, site, site_id, rest, params, headers, body)
             if kind == "malformed_json":
                 response = _Response(200, response.body[: max(1, len(response.body) // 2)])
-            status = response.status
+            record(response.status)
             handler.send(response, truncate_body=kind == "truncate")
         finally:
-            self._leave(
-                site,
-                RequestRecord(
-                    method=method,
-                    site_id=site,
-                    path=_redact_path(rest if site else path),
-                    query=_redact_query(params),
-                    status=status,
-                    fault=kind,
-                    duration_seconds=time.perf_counter() - started,
-                ),
-            )
+            self._leave(site)
 
     def _route_safely(
         self,
