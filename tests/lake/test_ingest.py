@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
@@ -280,6 +281,25 @@ def test_retries_run_out_with_a_clear_error_and_nothing_half_written(settings: S
             ingest(settings, collections=("entries",))
         table = load_lake_catalog(settings).load_table("raw.entries")
         assert table.current_snapshot() is None and read_cursor(table, "subject-01") is None
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_a_run_with_nothing_new_writes_nothing(settings: Settings, server: FakeNightscout) -> None:
+    settings = _configure(settings, server)
+    ingest(settings)
+    before = _files(settings.cascade_home)
+    assert any(name.startswith("stage/") for name in before)  # the first run's pages landed
+    reports = ingest(settings)  # re-reads the look-back window: all unchanged (or known rejects)
+    assert sum(r.documents for r in reports) > 0
+    assert sum(r.inserted + r.replaced for r in reports) == 0
+    assert _files(settings.cascade_home) == before  # no file added, removed or rewritten
 
 
 def test_rebuild_from_stage_restores_every_row(settings: Settings, server: FakeNightscout) -> None:

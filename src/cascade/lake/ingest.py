@@ -13,9 +13,11 @@ Reading strategy, per site and collection (each run, in this order):
 Profiles, which v1 cannot page, are read whole every run (they are few).
 
 Per pass, sites are downloaded concurrently (each site's requests bounded by its client) while
-this thread parses and commits, so a load costs little more than its download. Every page is
-also landed in stage before it is parsed. Commits happen every `ingest_commit_rows` records and
-at the end of each site; each commit carries the site's cursor (see `tables.upsert`).
+this thread parses and commits, so a load costs little more than its download. Commits happen
+every `ingest_commit_rows` records and at the end of each site; each commit carries the site's
+cursor (see `tables.upsert`). The pages of a commit are landed in stage just before it, and only
+when it writes something: the stage holds the source of every row, and a run that finds nothing
+new writes nothing at all (a read-only home can still be checked for news).
 
 Cursors (table property `cascade.cursor.<site>`, one JSON object with a key per API):
 - `"v3": {"srv_modified": M}`: everything with srvModified < M is in; resume at >= M.
@@ -35,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
@@ -120,8 +122,16 @@ PageSource = Iterator[tuple[Page, CursorPart | None]]
 class _Item:
     site_id: str
     page: Page | None = None  # None: the site is done
+    compressed: bytes = b""  # the page's body as the stage stores it
     cursor: CursorPart | None = None
     error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class _UnlandedPage:
+    sequence: int
+    api: str
+    compressed: bytes
 
 
 @dataclass
@@ -130,6 +140,7 @@ class _SiteState:
     report: LoadReport
     cursor: dict[str, Any] | None
     api: str = ""
+    unlanded: list[_UnlandedPage] = field(default_factory=list)  # pages of the uncommitted batch
 
 
 def new_load_id() -> str:
@@ -542,12 +553,8 @@ class Ingestor:
                 for page, cursor in source(client, starting_cursors[site.id]):
                     if stop.is_set():
                         return
-                    if page.body:
-                        sequences[site.id] += 1
-                        self.stage.land(
-                            site.id, name, load_id, sequences[site.id], page.api, page.body
-                        )
-                    items.put(_Item(site.id, page, cursor))
+                    compressed = Stage.compress(page.body) if page.body else b""
+                    items.put(_Item(site.id, page, compressed, cursor))
                 items.put(_Item(site.id))
             except BaseException as exc:  # handed to the committing thread, which raises it
                 items.put(_Item(site.id, error=exc))
@@ -574,6 +581,7 @@ class Ingestor:
                     state.report.error = str(item.error)
                     self._failures.setdefault(item.site_id, item.error)
                     state.batch = ParsedBatch(name, item.site_id)
+                    state.unlanded = []
                     pending_sites.discard(item.site_id)
                     if started < len(workers):
                         workers[started].start()
@@ -590,6 +598,10 @@ class Ingestor:
                 state.api = page.api
                 if page.body:
                     state.report.pages += 1
+                    sequences[item.site_id] += 1
+                    state.unlanded.append(
+                        _UnlandedPage(sequences[item.site_id], page.api, item.compressed)
+                    )
                 state.report.documents += len(page.docs)
                 state.batch.add(page.docs, now_ms=_ms(datetime.now(UTC)))
                 if item.cursor is not None:
@@ -609,7 +621,13 @@ class Ingestor:
         batch = state.batch
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                result = self._write(table, rejects_table, state, load_id)
+                result = self._write(
+                    table,
+                    rejects_table,
+                    state,
+                    load_id,
+                    before_commit=lambda: self._land(state, load_id),
+                )
                 break
             except CommitFailedException:
                 if attempt == COMMIT_ATTEMPTS:
@@ -628,9 +646,25 @@ class Ingestor:
         report.commits += 1
         report.cursor = state.cursor
         state.batch = ParsedBatch(batch.collection, batch.site_id)
+        state.unlanded = []  # landed if the commit wrote anything; not needed if it did not
+
+    def _land(self, state: _SiteState, load_id: str) -> None:
+        """Land the batch's pages in stage (once, even when the commit is retried)."""
+        batch = state.batch
+        for page in state.unlanded:
+            self.stage.land(
+                batch.site_id, batch.collection, load_id, page.sequence, page.api, page.compressed
+            )
+        state.unlanded = []
 
     @staticmethod
-    def _write(table: Table, rejects_table: Table, state: _SiteState, load_id: str) -> UpsertResult:
+    def _write(
+        table: Table,
+        rejects_table: Table,
+        state: _SiteState,
+        load_id: str,
+        before_commit: Callable[[], None],
+    ) -> UpsertResult:
         batch = state.batch
         ingested_at_us = int(time.time() * 1_000_000)
         if batch.rejects:
@@ -638,6 +672,7 @@ class Ingestor:
                 rejects_table,
                 batch.site_id,
                 rejects_to_arrow(batch.rejects, ingested_at_us=ingested_at_us, load_id=load_id),
+                before_commit=before_commit,
             )
         rows = to_arrow(
             batch.collection,
@@ -652,6 +687,7 @@ class Ingestor:
             rows,
             cursor=state.cursor,
             snapshot_properties={"cascade.load_id": load_id},
+            before_commit=before_commit,
         )
 
 

@@ -1,7 +1,9 @@
 """Landing raw API pages, compressed, under the staging location, and reading them back.
 
-Every page Cascade receives is kept byte for byte, so any raw table can be rebuilt from stage
-(`cascade ingest --from-stage`) without asking Nightscout again. Layout:
+Every page that brought something into the lake (a new or changed document, or a new reject) is
+kept byte for byte, landed just before the commit that wrote it, so any raw table can be rebuilt
+from stage (`cascade ingest --from-stage`) without asking Nightscout again. Pages that changed
+nothing are not kept: their documents are already in the lake and in earlier pages. Layout:
 `<stage>/nightscout/<site_id>/<collection>/<load_id>/<sequence>-<api>.json.zst`; load ids sort
 by time, so reading in path order replays the pages in the order they were received.
 """
@@ -57,15 +59,27 @@ class Stage:
         parts = [self.root, "nightscout", site_id, collection] + ([load_id] if load_id else [])
         return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
 
+    @staticmethod
+    def compress(body: bytes) -> bytes:
+        """A page as it is stored; done by the fetch threads, so landing is only a write."""
+        # A compressor per page: zstd contexts are not safe to share between fetch threads.
+        return zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL).compress(body)
+
     def land(
-        self, site_id: str, collection: str, load_id: str, sequence: int, api: str, body: bytes
+        self,
+        site_id: str,
+        collection: str,
+        load_id: str,
+        sequence: int,
+        api: str,
+        compressed: bytes,
     ) -> str:
+        """Write one page compressed by `compress`; return its path."""
         directory = self._dir(site_id, collection, load_id)
         self.fs.create_dir(directory, recursive=True)
         path = f"{directory}/{sequence:06d}-{api}.json.zst"
         with self.fs.open_output_stream(path) as out:
-            # A compressor per page: zstd contexts are not safe to share between fetch threads.
-            out.write(zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL).compress(body))
+            out.write(compressed)
         return path
 
     def pages(self, site_id: str, collection: str) -> Iterator[StagedPage]:

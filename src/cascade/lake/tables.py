@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,9 +207,11 @@ def upsert(
     *,
     cursor: dict[str, Any] | None = None,
     snapshot_properties: dict[str, str] | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> UpsertResult:
     """Write `rows` of one site so each record ends up exactly once, in its latest version,
-    and advance the site's cursor in the same atomic commit."""
+    and advance the site's cursor in the same atomic commit. `before_commit` runs only when
+    there is something to commit, just before it (to land what the commit is made of)."""
     result = UpsertResult()
     arrived = rows.num_rows
     rows = _latest_per_key(rows)
@@ -259,6 +262,8 @@ def upsert(
         return result
     cursor_changed = cursor is not None and read_cursor(table, site_id) != cursor
     properties = dict(snapshot_properties or {}, **{"cascade.site_id": site_id})
+    if before_commit is not None:
+        before_commit()
     with table.transaction() as tx:
         if delete_keys:
             where = And(
@@ -275,7 +280,12 @@ def upsert(
     return result
 
 
-def append_rejects(table: Table, site_id: str, rejects: pa.Table) -> int:
+def append_rejects(
+    table: Table,
+    site_id: str,
+    rejects: pa.Table,
+    before_commit: Callable[[], None] | None = None,
+) -> int:
     """Add the rejects not already recorded (same site, collection and document); return how many."""
     if rejects.num_rows == 0:
         return 0
@@ -294,6 +304,8 @@ def append_rejects(table: Table, site_id: str, rejects: pa.Table) -> int:
         )
     )
     if fresh.num_rows:
+        if before_commit is not None:
+            before_commit()
         table.append(
             fresh.cast(table.schema().as_arrow()), snapshot_properties={"cascade.site_id": site_id}
         )
