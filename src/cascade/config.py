@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from cascade.exceptions import ConfigurationError
 
@@ -187,6 +187,19 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise configuration_error(exc) from None
+    except SettingsError as exc:  # a JSON-valued variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "a setting"
+        # The decoder's reason gives a position, never the value (it may hold a secret).
+        reason = f" ({exc.__cause__})" if exc.__cause__ else ""
+        example = (
+            ': a JSON list such as [{"id": "alice", "url": "https://alice.example.org"}]'
+            if name == "NIGHTSCOUT_SITES"
+            else ""
+        )
+        raise ConfigurationError(
+            f"invalid configuration: {name} is not valid JSON{reason}{example}"
+        ) from None
 
 
 @lru_cache(maxsize=1)

@@ -3,98 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
+from cli_support import cascade as _cascade
 
 pytestmark = pytest.mark.integration
-
-
-def _cascade(
-    *args: str, env: dict[str, str], check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "cascade", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("NIGHTSCOUT_", "CASCADE_", "ICEBERG_"))
-    }
-    return dict(base, CASCADE_HOME=str(tmp_path / "lake"), COLUMNS="200")
-
-
-@pytest.fixture
-def served(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cascade",
-            "nightscout",
-            "serve",
-            "--port",
-            str(port),
-            "--subjects",
-            "2",
-            "--days",
-            "2",
-            "--api-secret",
-            "clinic-secret-123",
-            "--token",
-            "reader-0123456789",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/subject-01/api/v3/version", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        sites = [
-            {
-                "id": f"subject-0{i}",
-                "url": f"http://127.0.0.1:{port}/subject-0{i}",
-                "token": "reader-0123456789",
-            }
-            for i in (1, 2)
-        ]
-        yield dict(env, NIGHTSCOUT_SITES=json.dumps(sites))
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
-        assert "clinic-secret-123" not in output and "reader-0123456789" not in output
 
 
 def test_ingest_status_query_over_a_served_fake(served: dict[str, str]) -> None:

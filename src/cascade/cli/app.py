@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cascade.cli.render import ProgressRows, ingest_table, status_tables
@@ -51,8 +52,35 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+class _Options:
+    debug = False  # --debug: tracebacks for every failure
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="CASCADE_DEBUG",
+            help="When something fails, show the full traceback as well as the one-line reason.",
+        ),
+    ] = False,
+) -> None:
+    _Options.debug = debug
+
+
+def _report_failure(exc: BaseException) -> None:
+    """One line naming what to fix; the traceback too with --debug."""
+    from cascade.cli.errors import explain
+
+    if _Options.debug:
+        errors.print_exception(show_locals=False)
+    errors.print(f"[bold red]error:[/] {escape(explain(exc))}", highlight=False, soft_wrap=True)
+
+
 def _fail(exc: CascadeError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    _report_failure(exc)
     return typer.Exit(code=1)
 
 
@@ -623,4 +651,9 @@ def nightscout_serve(
 
 
 def main() -> None:
-    app()
+    """The `cascade` entry point: anything not already reported becomes one line and exit 1."""
+    try:
+        app()
+    except Exception as exc:  # a full disk, a read-only home, a bug: never a bare traceback
+        _report_failure(exc)
+        raise SystemExit(1) from None

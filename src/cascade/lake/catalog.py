@@ -7,7 +7,11 @@ Everything else in Cascade talks to the `Catalog` interface and never assumes lo
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 from pyiceberg.catalog import Catalog, load_catalog
+from sqlalchemy.exc import SQLAlchemyError
 
 from cascade.config import Profile, Settings
 from cascade.exceptions import ConfigurationError
@@ -15,8 +19,19 @@ from cascade.exceptions import ConfigurationError
 
 def catalog_properties(settings: Settings) -> dict[str, str]:
     if settings.cascade_profile is Profile.LOCAL:
-        settings.catalog_db_path.parent.mkdir(parents=True, exist_ok=True)
-        settings.warehouse_path.mkdir(parents=True, exist_ok=True)
+        for directory in (settings.catalog_db_path.parent, settings.warehouse_path):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = (
+                    "a file of that name is in the way"
+                    if isinstance(exc, FileExistsError)
+                    else exc.strerror or str(exc)
+                )
+                raise ConfigurationError(
+                    f"cannot create the lake directory {directory}: {reason}; "
+                    "set CASCADE_HOME (or ICEBERG_WAREHOUSE_PATH) to a directory you can write"
+                ) from None
         return {
             "type": "sql",
             "uri": f"sqlite:///{settings.catalog_db_path}",
@@ -31,10 +46,63 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
 
 
 def load_lake_catalog(settings: Settings) -> Catalog:
+    properties = catalog_properties(settings)
+    if settings.cascade_profile is Profile.LOCAL:
+        _refuse_a_copied_home(settings)
+        try:
+            return load_catalog(settings.iceberg_catalog_name, **properties)
+        except SQLAlchemyError as exc:
+            raise ConfigurationError(
+                f"cannot open the lake's catalog {settings.catalog_db_path}: "
+                f"{_first_line(exc)}; check that CASCADE_HOME is a writable directory"
+            ) from None
     try:
-        return load_catalog(settings.iceberg_catalog_name, **catalog_properties(settings))
+        return load_catalog(settings.iceberg_catalog_name, **properties)
     except (OSError, ConnectionError) as exc:
         raise ConfigurationError(
             f"cannot reach the Iceberg catalog at {settings.nessie_catalog_uri}: {type(exc).__name__}; "
             "is the stack up (`cascade stack up`)?"
         ) from None
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """SQLite's own reason (e.g. 'unable to open database file'), without SQLAlchemy's footer."""
+    original = getattr(exc, "orig", None)
+    return str(original or exc).splitlines()[0]
+
+
+def _refuse_a_copied_home(settings: Settings) -> None:
+    """Stop before using a home whose catalog points at another home's warehouse.
+
+    Iceberg records absolute locations (metadata, manifests, data files), so a home copied with
+    `cp -a` or moved still names the original's files: reading it would read the original, and
+    writing it would write into the original. Only the stage is position-free, so the way to
+    use the copy on its own is to rebuild its tables from its stage.
+    """
+    database = settings.catalog_db_path
+    if not database.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            locations = [
+                row[0]
+                for row in db.execute(
+                    "select metadata_location from iceberg_tables where catalog_name = ?",
+                    (settings.iceberg_catalog_name,),
+                )
+            ]
+    except sqlite3.Error:
+        return  # no tables yet, or not readable: opening the catalog reports it properly
+    own = settings.warehouse_path.as_uri().rstrip("/") + "/"
+    foreign = sorted(
+        location for location in locations if location and not location.startswith(own)
+    )
+    if foreign:
+        elsewhere = foreign[0].split("/metadata/", 1)[0].removeprefix("file://")
+        raise ConfigurationError(
+            f"the catalog {database} names tables outside this home's warehouse "
+            f"{settings.warehouse_path} (e.g. {elsewhere}): this home was copied or moved, and "
+            "Iceberg keeps absolute paths, so using it would read and write the original. Use "
+            f"the original home, or make this one stand alone: move {database.name} and "
+            "warehouse/ out of it, then run `cascade ingest --from-stage` and `cascade transform`"
+        )

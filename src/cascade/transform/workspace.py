@@ -77,9 +77,13 @@ class Workspace:
         try:
             con = duckdb.connect(str(self.database), config=self.config())
         except duckdb.IOException as exc:
+            hint = (
+                "another `cascade transform` is running on this home"
+                if "lock" in str(exc).lower()
+                else "CASCADE_HOME must be a writable directory"
+            )
             raise TransformError(
-                f"cannot open the transform database {self.database}: {exc} "
-                "(is another `cascade transform` running?)"
+                f"cannot open the transform database {self.database}: {exc} ({hint})"
             ) from None
         con.execute("SET TimeZone = 'UTC'")
         return con

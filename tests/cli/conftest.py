@@ -1,0 +1,74 @@
+"""A clean environment for `cascade` subprocesses, and a fake Nightscout served as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cli_support import free_port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NIGHTSCOUT_", "CASCADE_", "ICEBERG_"))
+    }
+    return dict(base, CASCADE_HOME=str(tmp_path / "lake"), COLUMNS="200")
+
+
+@pytest.fixture
+def served(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cascade",
+            "nightscout",
+            "serve",
+            "--port",
+            str(port),
+            "--subjects",
+            "2",
+            "--days",
+            "2",
+            "--api-secret",
+            "clinic-secret-123",
+            "--token",
+            "reader-0123456789",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/subject-01/api/v3/version", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        sites = [
+            {
+                "id": f"subject-0{i}",
+                "url": f"http://127.0.0.1:{port}/subject-0{i}",
+                "token": "reader-0123456789",
+            }
+            for i in (1, 2)
+        ]
+        yield dict(env, NIGHTSCOUT_SITES=json.dumps(sites))
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+        assert "clinic-secret-123" not in output and "reader-0123456789" not in output
