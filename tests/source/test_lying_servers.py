@@ -88,6 +88,31 @@ def test_v3_history_that_goes_backwards_is_an_error() -> None:
         list(client.history_pages(ENTRIES, after_srv_modified=1_700_000_000_000))
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"token": {"nested": "object"}, "exp": 1},
+        {"token": "", "exp": 1},
+        {"token": "a.b.c", "exp": "tomorrow"},
+        {"token": "a.b.c", "exp": True},
+        ["a.b.c"],
+        {"jwt": "a.b.c"},
+    ],
+    ids=["token-object", "token-empty", "exp-text", "exp-bool", "list", "no-token"],
+)
+def test_a_malformed_token_exchange_reply_is_a_clear_error(reply: Any) -> None:
+    site = SiteConfig(id="s", url="http://ns.test", token="reader-0123456789")  # type: ignore[arg-type]
+    client = NightscoutClient(
+        site,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json=reply)),
+        max_retries=0,
+        backoff_seconds=0,
+    )
+    with pytest.raises(UnexpectedReplyError, match=r"token exchange .* without a JWT") as failure:
+        client.v3_access()
+    assert "reader-0123456789" not in str(failure.value)
+
+
 @pytest.mark.integration
 def test_a_lying_reply_leaves_the_cursor_where_it_was(settings: Settings) -> None:
     with FakeNightscout.synthetic(subjects=1, days=1, seed=2).start() as ns:

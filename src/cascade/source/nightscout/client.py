@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -229,13 +230,14 @@ class NightscoutClient:
         if response.status_code in (401, 403):
             raise self._auth_error(response.status_code, "the access token was refused")
         payload = self._decode(response, "/api/v2/authorization/request/<token>")
-        if not isinstance(payload, dict) or "token" not in payload:
-            raise NightscoutUnavailableError(
-                f"site {self.site.id!r}: the token exchange answered without a JWT"
+        token = payload.get("token") if isinstance(payload, dict) else None
+        expires = payload.get("exp") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not token or not (expires is None or _is_number(expires)):
+            raise UnexpectedReplyError(
+                f"site {self.site.id!r}: the token exchange (/api/v2/authorization/request) "
+                "answered without a JWT and its expiry; is the URL a Nightscout site?"
             )
-        return _Jwt(
-            token=str(payload["token"]), expires_at=float(payload.get("exp") or time.time() + 3600)
-        )
+        return _Jwt(token=token, expires_at=float(expires or time.time() + 3600))
 
     def _auth_headers(self, *, renew: bool = False) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -560,6 +562,10 @@ class NightscoutClient:
 class UnexpectedReplyError(NightscoutUnavailableError):
     """A 200 that is not what Nightscout sends: not a list of documents, or a page that ignores
     the query. Nothing of it is written and the cursor stays where it was."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _time_ms(value: Any) -> float | None:
