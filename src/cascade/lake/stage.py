@@ -2,8 +2,8 @@
 
 Every page that brought something into the lake (a new or changed document, or a new reject) is
 kept byte for byte, landed just before the commit that wrote it, so any raw table can be rebuilt
-from stage (`cascade ingest --from-stage`) without asking Nightscout again. Pages that changed
-nothing are not kept: their documents are already in the lake and in earlier pages. Layout:
+with `cascade ingest --from-stage` without asking Nightscout again. Pages that changed nothing
+are not kept: their documents are already in the lake and in earlier pages. Layout:
 `<stage>/nightscout/<site_id>/<collection>/<load_id>/<sequence>-<api>.json.zst`; load ids sort
 by time, so reading in path order replays the pages in the order they were received.
 """
