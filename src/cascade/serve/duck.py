@@ -7,6 +7,7 @@ their current snapshot through `iceberg_scan(<metadata location>)`.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from pathlib import Path
 from urllib.parse import urlparse
@@ -61,6 +62,39 @@ def connect(
             ],
         )
     return con
+
+
+def lake_roots(settings: Settings) -> list[str]:
+    """Where the lake's tables live (data and metadata): the local warehouse directory, or the
+    lakehouse warehouse prefix on S3. Each ends with a separator, so a sibling such as
+    `warehouse-old/` is not inside it."""
+    if settings.cascade_profile is Profile.LAKEHOUSE:
+        return [settings.lake_warehouse.rstrip("/") + "/"]
+    return [str(settings.warehouse_path).rstrip(os.sep) + os.sep]
+
+
+def confine_to_lake(con: duckdb.DuckDBPyConnection, settings: Settings, scratch: Path) -> None:
+    """Let `con` reach nothing but the lake's warehouse, for the rest of its life.
+
+    Call it after the views are created (`attach_catalog`): from then on DuckDB itself refuses
+    every file, URL and S3 object outside `lake_roots` (reads and writes alike, so the caller
+    must also keep statements that write away from the connection), loads and installs no
+    extension, and refuses any `SET` that would undo this. `scratch` is a private, empty
+    directory for DuckDB's spill files: DuckDB always allows its temp directory, which would
+    otherwise be `.tmp` under the working directory. Only for `cascade query`: the other users
+    of `connect` (reports, transform) need the connection as it is.
+    """
+    con.execute("SET temp_directory = ?", [str(scratch)])
+    con.execute("SET allowed_directories = ?", [lake_roots(settings)])
+    for setting in (
+        "enable_external_access = false",  # no file or network outside allowed_directories
+        "autoinstall_known_extensions = false",
+        "autoload_known_extensions = false",
+        "allow_community_extensions = false",
+        "python_enable_replacements = false",  # no Python variables read as tables
+        "lock_configuration = true",  # last: nothing above can be set back
+    ):
+        con.execute(f"SET {setting}")
 
 
 def quote(identifier: str) -> str:
