@@ -16,6 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from cascade.config import Profile, Settings
 from cascade.exceptions import ConfigurationError
 
+_OPEN_ATTEMPTS = 3
+
 
 def catalog_properties(settings: Settings) -> dict[str, str]:
     if settings.cascade_profile is Profile.LOCAL:
@@ -49,13 +51,18 @@ def load_lake_catalog(settings: Settings) -> Catalog:
     properties = catalog_properties(settings)
     if settings.cascade_profile is Profile.LOCAL:
         _refuse_a_copied_home(settings)
-        try:
-            return load_catalog(settings.iceberg_catalog_name, **properties)
-        except SQLAlchemyError as exc:
-            raise ConfigurationError(
-                f"cannot open the lake's catalog {settings.catalog_db_path}: "
-                f"{_first_line(exc)}; check that CASCADE_HOME is a writable directory"
-            ) from None
+        for attempt in range(1, _OPEN_ATTEMPTS + 1):
+            try:
+                return load_catalog(settings.iceberg_catalog_name, **properties)
+            except SQLAlchemyError as exc:
+                # PyIceberg creates its tables in a new catalog database check-then-create, so
+                # processes opening a brand-new home at once race; the losers find them made.
+                if "already exists" in _first_line(exc) and attempt < _OPEN_ATTEMPTS:
+                    continue
+                raise ConfigurationError(
+                    f"cannot open the lake's catalog {settings.catalog_db_path}: "
+                    f"{_first_line(exc)}; check that CASCADE_HOME is a writable directory"
+                ) from None
     try:
         return load_catalog(settings.iceberg_catalog_name, **properties)
     except (OSError, ConnectionError) as exc:

@@ -78,8 +78,18 @@ class Stage:
         directory = self._dir(site_id, collection, load_id)
         self.fs.create_dir(directory, recursive=True)
         path = f"{directory}/{sequence:06d}-{api}.json.zst"
-        with self.fs.open_output_stream(path) as out:
+        if isinstance(self.fs, pafs.S3FileSystem):  # an S3 object appears only whole
+            with self.fs.open_output_stream(path) as out:
+                out.write(compressed)
+            return path
+        # A file appears under its name only whole: a process killed mid-write leaves a
+        # `.partial` that `pages` never reads, not a truncated page that stops a rebuild.
+        partial = f"{path}.partial"
+        # pyarrow wraps a `.zst` name in zstd by itself (and unwraps it on reading); the name
+        # `.partial` hides that suffix, so ask for it: pages keep the one format stages have.
+        with self.fs.open_output_stream(partial, compression="zstd") as out:
             out.write(compressed)
+        self.fs.move(partial, path)
         return path
 
     def pages(self, site_id: str, collection: str) -> Iterator[StagedPage]:

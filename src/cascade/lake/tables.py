@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
@@ -76,7 +77,7 @@ def _load_or_create(catalog: Catalog, identifier: str, **create: Any) -> Table:
         table = catalog.load_table(identifier)
     except NoSuchTableError:
         try:
-            return catalog.create_table(identifier, properties=RAW_TABLE_PROPERTIES, **create)
+            return _create_with_first_snapshot(catalog, identifier, **create)
         except TableAlreadyExistsError:
             table = catalog.load_table(identifier)
     if any(table.properties.get(key) != value for key, value in NO_BLIND_RETRY.items()):
@@ -86,6 +87,35 @@ def _load_or_create(catalog: Catalog, identifier: str, **create: Any) -> Table:
             tx.set_properties(NO_BLIND_RETRY)
         table = catalog.load_table(identifier)
     return table
+
+
+def _create_with_first_snapshot(catalog: Catalog, identifier: str, **create: Any) -> Table:
+    """Create the table already holding an empty snapshot, in one step.
+
+    A table's first commit can only require "no snapshot yet", and Nessie before 0.101.1 does
+    not check that requirement: two writers' first commits into a new table would each replace
+    the other's snapshot, and one writer's rows would be lost without an error. Every later
+    commit names its parent snapshot, which Nessie does check. So no Cascade table ever takes a
+    first commit: its metadata, with an empty snapshot, is written beside the catalog (at the
+    location the catalog chose) and registered, which the catalog does atomically; a writer
+    that loses that race loads the winner's table (its own few files are left unused).
+    """
+    properties = {**RAW_TABLE_PROPERTIES, **create.pop("properties", {})}
+    staged = catalog.create_table_transaction(identifier, properties=properties, **create)
+    location = staged.table_metadata.location
+    scratch = SqlCatalog(
+        "cascade-new-table",
+        uri="sqlite:///:memory:",
+        warehouse=location,
+        **{key: value for key, value in catalog.properties.items() if key.startswith(_IO_KEYS)},
+    )
+    scratch.create_namespace(identifier.rsplit(".", 1)[0])
+    table = scratch.create_table(identifier, location=location, properties=properties, **create)
+    table.append(table.schema().as_arrow().empty_table())
+    return catalog.register_table(identifier, table.metadata_location)
+
+
+_IO_KEYS = ("s3.", "py-io-impl", "client.", "gcs.", "adls.", "hf.")
 
 
 def ensure_raw_table(catalog: Catalog, collection: str) -> Table:
