@@ -356,8 +356,12 @@ def dumps(value: Any) -> bytes:
     try:
         return _ENCODER.encode(value).encode()
     except (TypeError, ValueError):
-        text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, default=str)
-        return text.encode()
+        finite = _finite(value)
+        text = json.dumps(finite, separators=(",", ":"), ensure_ascii=False, default=str)
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: JSON carries it only as an escape
+            return json.dumps(finite, separators=(",", ":"), default=str).encode()
 
 
 def _extend(body: bytes, extra: bytes) -> bytes:
@@ -1201,9 +1205,12 @@ class SiteStore:
         self, col: _Collection, docs: Iterable[Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
         new_records: list[StoredDoc] = []
+        new_ids: set[str] = set()
         out: list[dict[str, Any]] = []
         for raw in docs:
             doc = dict(raw)
+            if new_ids and not new_ids.isdisjoint(_id_keys(doc)):
+                new_records, new_ids = self._add_now(col, new_records)
             keep, existing = self._split_id(col, doc)
             if existing is not None:
                 self._commit(col, existing, doc)
@@ -1212,9 +1219,18 @@ class SiteStore:
             seq, oid = self._new_oid(col.name)
             stored = self._record(col.name, seq, keep or oid, doc, "v1")
             new_records.append(stored)
+            new_ids.update(_stored_id_keys(stored))
             out.append({"_id": stored.oid, **doc})
         self._add(col, new_records)
         return out
+
+    def _add_now(
+        self, col: _Collection, records: list[StoredDoc]
+    ) -> tuple[list[StoredDoc], set[str]]:
+        """Add a batch's records so far: a later document of the batch with one of their ids
+        replaces that record, as it would had it come in a later upload."""
+        self._add(col, records)
+        return [], set()
 
     def _insert_v3(
         self, col: _Collection, docs: Iterable[Mapping[str, Any]]
@@ -1233,10 +1249,13 @@ class SiteStore:
         prepared.sort(key=lambda item: (item[0], item[1]))
 
         new_records: list[StoredDoc] = []
+        new_ids: set[str] = set()
         out: list[dict[str, Any]] = []
         for candidate, seq, doc in prepared:
             srv = max(candidate, col.last_modified + 1)
             col.last_modified = srv
+            if new_ids and not new_ids.isdisjoint(_id_keys(doc)):
+                new_records, new_ids = self._add_now(col, new_records)
             keep, existing = self._split_id(col, doc)
             if existing is not None:
                 old = existing.doc
@@ -1257,6 +1276,7 @@ class SiteStore:
             doc["srvModified"] = srv
             stored = self._record(col.name, seq, oid, doc, "v3")
             new_records.append(stored)
+            new_ids.update(_stored_id_keys(stored))
             out.append({"_id": oid, **doc})
         self._add(col, new_records)
         return out
@@ -1541,6 +1561,27 @@ class SiteStore:
             return doc
         stored = self.add("treatments", doc, created_by="v1", oid=raw_id)
         return {**doc, "_id": stored.oid}
+
+
+def _id_keys(doc: Mapping[str, Any]) -> set[str]:
+    """The ids by which `SiteStore._split_id` finds the record a document replaces."""
+    raw_id = doc.get("_id")
+    identifier = doc.get("identifier")
+    if isinstance(raw_id, str) and raw_id and not is_object_id(raw_id) and not identifier:
+        identifier = raw_id  # UUID_HANDLING
+    keys = set()
+    if identifier not in (None, ""):
+        keys.add("identifier:" + js_string(identifier))
+    if isinstance(raw_id, str) and is_object_id(raw_id):
+        keys.add("_id:" + raw_id.lower())
+    return keys
+
+
+def _stored_id_keys(stored: StoredDoc) -> set[str]:
+    keys = {"_id:" + stored.oid}
+    if stored.identifier is not None:
+        keys.add("identifier:" + stored.identifier)
+    return keys
 
 
 def _link_sys_time(col: _Collection, stored: StoredDoc) -> None:
