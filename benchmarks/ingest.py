@@ -23,7 +23,7 @@ import httpx
 
 from cascade.config import SiteConfig, load_settings
 from cascade.lake.ingest import ingest
-from cascade.source.fake.server import FakeNightscout
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 COLLECTIONS = ("entries", "treatments", "devicestatus", "profile")
 

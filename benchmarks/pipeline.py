@@ -46,12 +46,12 @@ from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.publish import publish
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.store import SiteStore, event_time_ms
-from cascade.source.fake.synthetic import generate_subject, subject_specs
-from cascade.stack import StackSettings, load_stack_settings, trino_query
-from cascade.stack.postgres import BI_READER
 from cascade.transform.runner import transform
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.store import SiteStore, event_time_ms
+from cascade_dev.fake_nightscout.synthetic import generate_subject, subject_specs
+from cascade_dev.stack import StackSettings, load_stack_settings, trino_query
+from cascade_dev.stack.postgres import BI_READER
 
 ENGINES = ("duckdb", "trino")
 STAGES = ("ingest", "full build", "daily ingest", "incremental build", "publish")

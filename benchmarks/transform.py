@@ -22,9 +22,9 @@ from cascade.config import load_settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.records import ParsedBatch, Rejected, event_ms, to_arrow
 from cascade.lake.tables import ensure_raw_table, upsert
-from cascade.source.fake.store import SiteStore
-from cascade.source.fake.synthetic import COLLECTIONS, generate_subject, subject_specs
 from cascade.transform.runner import transform
+from cascade_dev.fake_nightscout.store import SiteStore
+from cascade_dev.fake_nightscout.synthetic import COLLECTIONS, generate_subject, subject_specs
 
 DAYS = 365
 

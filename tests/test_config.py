@@ -66,7 +66,7 @@ def test_invalid_settings_give_one_clear_message(
 
 
 def test_env_example_documents_every_stack_setting() -> None:
-    from cascade.stack import StackSettings
+    from cascade_dev.stack import StackSettings
 
     documented = set(
         re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)

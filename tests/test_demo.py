@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cascade.config import load_settings
-from cascade.demo import headline_metrics
+from cascade_dev.demo import headline_metrics
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The lake bucket and its prefixes, the same as `cascade stack up` makes them
-# (src/cascade/stack/minio.py): bucket `lake` with `warehouse/` and `stage/`. Idempotent.
+# (src/cascade_dev/stack/minio.py): bucket `lake` with `warehouse/` and `stage/`. Idempotent.
 # Runs with MinIO's client `mc` (shipped in the minio/minio image).
 #
 # Used by docker-compose (one-shot service `minio-setup`) and by the Helm chart (Job

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Nessie's branches, the same as `cascade stack up` makes them (src/cascade/stack/nessie.py):
+# Nessie's branches, the same as `cascade stack up` makes them (src/cascade_dev/stack/nessie.py):
 # `main` is Nessie's default branch; each branch in NESSIE_BRANCHES (default: dev) is created
 # from main's head when it is missing. Idempotent. Needs only sh, curl and sed.
 #

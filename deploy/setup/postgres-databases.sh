@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cascade's PostgreSQL databases and roles, the same as `cascade stack up` makes them
-# (src/cascade/stack/postgres.py): databases nessie, dagster, superset and marts, each owned by a
+# (src/cascade_dev/stack/postgres.py): databases nessie, dagster, superset and marts, each owned by a
 # login role of the same name; bi_reader may connect to marts and read what the marts role
 # creates, nothing else. Idempotent: run it on every start (passwords are re-applied).
 #

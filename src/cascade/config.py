@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
     # lakehouse profile: Nessie's Iceberg REST catalog on a branch, tables and stage on S3.
     # Defaults point at the local stack (`cascade stack up`); versions and ports of the services
-    # themselves are the stack's settings (cascade.stack.settings).
+    # themselves are the stack's settings (cascade_dev.stack.settings).
     nessie_uri: str = "http://127.0.0.1:19120"
     nessie_ref: str = "main"
     lake_warehouse: str = "s3://lake/warehouse"

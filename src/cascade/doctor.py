@@ -73,7 +73,7 @@ def _stage(settings: Settings) -> str:
 
 
 def _duckdb(settings: Settings) -> str:
-    from cascade.serve.duck import connect
+    from cascade.lake.duck import connect
 
     con = connect(settings=settings)
     try:

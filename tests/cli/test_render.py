@@ -10,6 +10,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from cascade.cli import app as cli
+from cascade.cli import lake as lake_commands
+from cascade.cli import output
 from cascade.cli.render import INGEST_SUM, ProgressRows, cursor_text, ingest_table, status_tables
 from cascade.lake.ingest import LoadReport
 from cascade.lake.status import TableStatus
@@ -231,6 +233,15 @@ def test_piped_progress_prints_plain_lines_once() -> None:
     assert "\x1b" not in out.getvalue() and "━" not in out.getvalue()
 
 
+def _fresh_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consoles made after COLUMNS is set (rich reads the width once), and no settings needed."""
+    stdout, stderr = Console(), Console(stderr=True)
+    for module in (output, lake_commands):
+        monkeypatch.setattr(module, "console", stdout)
+        monkeypatch.setattr(module, "errors", stderr)
+    monkeypatch.setattr(lake_commands, "get_settings", lambda: None)
+
+
 def test_cascade_ingest_prints_the_summary_at_columns_80(monkeypatch: pytest.MonkeyPatch) -> None:
     import cascade.lake.ingest
 
@@ -245,9 +256,7 @@ def test_cascade_ingest_prints_the_summary_at_columns_80(monkeypatch: pytest.Mon
         return reports
 
     monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.setattr(cli, "console", Console())
-    monkeypatch.setattr(cli, "errors", Console(stderr=True))
-    monkeypatch.setattr(cli, "get_settings", lambda: None)
+    _fresh_consoles(monkeypatch)
     monkeypatch.setattr(cascade.lake.ingest, "ingest", fake_ingest)
     result = CliRunner().invoke(cli.app, ["ingest"])
     assert result.exit_code == 0, result.output
@@ -274,9 +283,7 @@ def test_a_failed_site_is_shown_in_the_table_and_the_command_exits_1(
         raise SitesFailedError(reports)
 
     monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.setattr(cli, "console", Console())
-    monkeypatch.setattr(cli, "errors", Console(stderr=True))
-    monkeypatch.setattr(cli, "get_settings", lambda: None)
+    _fresh_consoles(monkeypatch)
     monkeypatch.setattr(cascade.lake.ingest, "ingest", fake_ingest)
     result = CliRunner().invoke(cli.app, ["ingest"])
     assert result.exit_code == 1

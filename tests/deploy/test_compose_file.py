@@ -21,7 +21,7 @@ from deploy_support import (
     write_env,
 )
 
-from cascade.stack.settings import (
+from cascade_dev.stack.settings import (
     DEFAULT_MINIO_VERSION,
     DEFAULT_NESSIE_VERSION,
     DEFAULT_TRINO_VERSION,

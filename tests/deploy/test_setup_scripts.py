@@ -53,7 +53,7 @@ def postgres() -> Iterator[dict[str, str]]:
         pytest.skip(
             "the throwaway PostgreSQL runs as the 'postgres' user: needs root, like `cascade stack`"
         )
-    from cascade.stack.postgres import ensure_installed
+    from cascade_dev.stack.postgres import ensure_installed
 
     bin_dir = ensure_installed()
     # directly under /tmp: the postgres user must be able to walk down to its data

@@ -13,7 +13,7 @@ import pytest
 from cascade.config import Settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.tables import NO_BLIND_RETRY
-from cascade.source.fake.server import FakeNightscout
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 pytestmark = pytest.mark.integration
 

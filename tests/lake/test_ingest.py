@@ -20,8 +20,8 @@ from cascade.exceptions import (
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.lake.tables import read_cursor
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.synthetic import dirty_record_counts
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.synthetic import dirty_record_counts
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.ingest import ingest
-from cascade.source.fake.server import FakeNightscout
-from cascade.stack import StackSettings, down, up
 from cascade.transform import TransformResult, transform
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.stack import StackSettings, down, up
 
 
 def _stack_conftest() -> object:

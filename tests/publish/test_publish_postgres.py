@@ -46,9 +46,9 @@ from pyiceberg.types import (
 
 from cascade.config import Settings
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.duck import attach_catalog, connect
 from cascade.publish import PublishError, PublishResult, publish
 from cascade.publish.source import DEFAULT_GRAINS
-from cascade.serve.duck import attach_catalog, connect
 
 from .conftest import Lake
 

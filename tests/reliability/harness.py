@@ -26,8 +26,8 @@ from pydantic import SecretStr
 from cascade.config import Settings, SiteConfig
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.schemas import RAW_COLLECTIONS
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.synthetic import dirty_record_counts
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.synthetic import dirty_record_counts
 
 from .forkserver import ForkServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cascade.source.fake.server import FakeNightscout
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 
 def _recent(docs: list[dict[str, Any]], when: str, now: datetime) -> list[dict[str, Any]]:

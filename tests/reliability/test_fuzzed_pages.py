@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.ingest import Ingestor
 from cascade.lake.schemas import RAW_COLLECTIONS
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.store import SiteStore
 from cascade.source.nightscout.client import NightscoutClient
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.store import SiteStore
 
 from .harness import TOKEN, lake_contents, timeout, trials
 

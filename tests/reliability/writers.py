@@ -15,7 +15,7 @@ import time
 
 from cascade.config import Settings
 from cascade.lake.ingest import ingest
-from cascade.source.fake.server import FakeNightscout
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 from .harness import (
     V1,

@@ -19,10 +19,10 @@ import pytest
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.exceptions import QueryError
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.duck import attach_catalog, confine_to_lake, connect, lake_roots
 from cascade.lake.ingest import ingest
-from cascade.serve.duck import attach_catalog, confine_to_lake, connect, lake_roots
 from cascade.serve.query import run_query
-from cascade.source.fake.server import FakeNightscout
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 pytestmark = pytest.mark.integration
 

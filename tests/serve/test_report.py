@@ -17,11 +17,11 @@ import pytest
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.exceptions import CascadeError
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.duck import attach_catalog, connect
 from cascade.lake.ingest import ingest
-from cascade.serve.duck import attach_catalog, connect
 from cascade.serve.report import BANDS, render_report
-from cascade.source.fake.server import FakeNightscout
 from cascade.transform import transform
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 pytestmark = pytest.mark.integration
 

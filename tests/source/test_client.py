@@ -14,8 +14,6 @@ import pytest
 
 from cascade.config import SiteConfig
 from cascade.exceptions import NightscoutAuthError, NightscoutUnavailableError, PagingError
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.store import SiteStore
 from cascade.source.nightscout.client import (
     HISTORY_START_MS,
     ApiNotFoundError,
@@ -23,6 +21,8 @@ from cascade.source.nightscout.client import (
     V3Access,
 )
 from cascade.source.nightscout.collections import DEVICESTATUS, ENTRIES, PROFILE, TREATMENTS
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.store import SiteStore
 
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000) - 3_600_000
 

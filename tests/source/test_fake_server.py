@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cascade.source.fake import FakeNightscout, SiteStore
-from cascade.source.fake.server import COUNT_QUERY_OPTIONS, build_v1_query, parse_v3_time
+from cascade_dev.fake_nightscout import FakeNightscout, SiteStore
+from cascade_dev.fake_nightscout.server import COUNT_QUERY_OPTIONS, build_v1_query, parse_v3_time
 
 pytestmark = pytest.mark.integration
 
@@ -783,7 +783,7 @@ def test_unknown_site_and_route(ns: FakeNightscout) -> None:
 
 
 def test_synthetic_sites_serve_generated_data() -> None:
-    synthetic = pytest.importorskip("cascade.source.fake.synthetic")
+    synthetic = pytest.importorskip("cascade_dev.fake_nightscout.synthetic")
     if not hasattr(synthetic, "generate_subject"):
         pytest.skip("synthetic generator not available yet")
     with FakeNightscout.synthetic(subjects=2, days=1, seed=3, tokens=[TOKEN]) as server:

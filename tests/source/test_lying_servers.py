@@ -13,9 +13,9 @@ from cascade.exceptions import NightscoutUnavailableError
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import Ingestor
 from cascade.lake.tables import read_cursor
-from cascade.source.fake.server import FakeNightscout
 from cascade.source.nightscout.client import NightscoutClient, UnexpectedReplyError
 from cascade.source.nightscout.collections import ENTRIES, TREATMENTS
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 SITE = SiteConfig(id="s", url="http://ns.test")
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cascade.source.fake.synthetic import (
+from cascade_dev.fake_nightscout.synthetic import (
     COLLECTIONS,
     ERROR_CODES,
     HIGH_CLAMP,

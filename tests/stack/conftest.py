@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from cascade.config import Settings, SiteConfig
-from cascade.source.fake.server import FakeNightscout
-from cascade.stack import StackSettings, down, load_stack_settings, trino_query, up
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.stack import StackSettings, down, load_stack_settings, trino_query, up
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 
 def _free_ports(count: int) -> list[int]:

@@ -13,7 +13,7 @@ from cascade.config import Profile, Settings
 from cascade.exceptions import LakeError
 from cascade.lake.branches import EMPTY_BRANCH_HASH, branch_hash, promote
 from cascade.lake.catalog import load_lake_catalog
-from cascade.stack import StackSettings
+from cascade_dev.stack import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration]
 

@@ -11,10 +11,10 @@ import pytest
 from cascade.config import Settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
-from cascade.source.fake.server import FakeNightscout
-from cascade.stack import StackSettings, trino_query
 from cascade.transform import transform
 from cascade.transform.trino import PROJECT_PROPERTY
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.stack import StackSettings, trino_query
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]
 

@@ -21,7 +21,7 @@ from cascade.lake.branches import EMPTY_BRANCH_HASH
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.lake.tables import ensure_raw_table, ensure_rejects_table
-from cascade.stack import StackSettings
+from cascade_dev.stack import StackSettings
 from reliability.harness import (
     V1_V3,
     Launcher,

@@ -14,9 +14,9 @@ from cascade.doctor import run_checks
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.serve.query import run_query
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.synthetic import dirty_record_counts
-from cascade.stack import StackSettings, trino_query
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.synthetic import dirty_record_counts
+from cascade_dev.stack import StackSettings, trino_query
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]
 

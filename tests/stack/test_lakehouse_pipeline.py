@@ -32,8 +32,8 @@ import pytest
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.pipeline import run_pipeline
-from cascade.source.fake.server import FakeNightscout
-from cascade.stack import StackSettings
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.stack import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(2400)]
 

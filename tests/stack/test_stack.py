@@ -17,7 +17,7 @@ from pyarrow import fs
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 
-from cascade.stack import SERVICES, StackSettings, down, logs, status, trino_query, up
+from cascade_dev.stack import SERVICES, StackSettings, down, logs, status, trino_query, up
 
 # `integration` too, so `make test-unit` (-m "not integration") never starts the stack.
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]

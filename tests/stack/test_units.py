@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from cascade.exceptions import ConfigurationError
-from cascade.stack import StackError, load_stack_settings
-from cascade.stack.downloads import MavenArtifact, fetch_maven
-from cascade.stack.process import ManagedProcess, tail, wait_until
-from cascade.stack.stack import _with_dependencies, logs
+from cascade_dev.stack import StackError, load_stack_settings
+from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
+from cascade_dev.stack.process import ManagedProcess, tail, wait_until
+from cascade_dev.stack.stack import _with_dependencies, logs
 
 
 # ---- settings ------------------------------------------------------------------------------------

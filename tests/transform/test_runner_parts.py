@@ -15,11 +15,14 @@ from cascade.transform.workspace import Workspace
 from cascade.transform.writeback import FINGERPRINT_PROPERTY, fingerprint, write_table
 
 
-def test_project_dir_is_the_repositorys_transforms_dbt(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_project_dir_is_the_one_inside_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PROJECT_DIR_ENV, raising=False)
     directory = project_dir()
-    assert directory.parts[-2:] == ("transforms", "dbt")
+    assert directory.parts[-3:] == ("cascade", "transform", "dbt_project")
     assert (directory / "dbt_project.yml").is_file()
+    # In a checkout the package's copy is the repository's transforms/dbt itself, not a copy.
+    repository = Path(__file__).resolve().parents[2]
+    assert directory.resolve() == repository / "transforms" / "dbt"
 
 
 def test_project_dir_override_and_a_clear_error(

@@ -25,7 +25,7 @@ def resolve_dsn(settings: Settings) -> str:
     if settings.marts_database_url is not None and settings.marts_database_url.get_secret_value():
         dsn = settings.marts_database_url.get_secret_value()
     elif settings.cascade_profile is Profile.LAKEHOUSE:
-        from cascade.stack.settings import load_stack_settings
+        from cascade_dev.stack.settings import load_stack_settings
 
         stack = load_stack_settings()
         dsn = stack.postgres_dsn("marts", "marts", stack.marts_db_password)

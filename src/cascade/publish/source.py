@@ -114,7 +114,7 @@ def dbt_project() -> Path | None:
     candidate = (
         Path(override).expanduser().resolve()
         if override
-        else Path(__file__).resolve().parents[3] / "transforms" / "dbt"
+        else Path(__file__).resolve().parents[1] / "transform" / "dbt_project"
     )
     return candidate if (candidate / "dbt_project.yml").is_file() else None
 

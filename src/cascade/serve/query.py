@@ -22,7 +22,7 @@ import duckdb
 from cascade.config import Settings
 from cascade.exceptions import QueryError
 from cascade.lake.catalog import load_lake_catalog
-from cascade.serve.duck import attach_catalog, confine_to_lake, connect, lake_roots
+from cascade.lake.duck import attach_catalog, confine_to_lake, connect, lake_roots
 
 #: Table functions a SELECT can call that are not reads: logging and profiling switches (the
 #: log files would be written under an allowed directory, the lake), checkpoints, changes to

@@ -45,7 +45,7 @@ from matplotlib.figure import Figure
 from cascade.config import Settings
 from cascade.exceptions import CascadeError, LakeError
 from cascade.lake.catalog import load_lake_catalog
-from cascade.serve.duck import attach_catalog, connect
+from cascade.lake.duck import attach_catalog, connect
 
 WINDOW_DAYS = 14
 """Gold builds rolling 14-day windows: the consensus reporting period (Battelino et al. 2019)."""

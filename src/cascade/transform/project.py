@@ -1,7 +1,8 @@
 """Where the dbt project lives, and a fingerprint of its contents.
 
-The project is `transforms/dbt/` at the repository root (next to `src/`); `CASCADE_DBT_PROJECT_DIR`
-overrides it (an installed Cascade, a fork of the models).
+The project is `transforms/dbt/` in the repository, shipped inside the package as
+`cascade/transform/dbt_project` (a symbolic link in a checkout, a copy in the wheel);
+`CASCADE_DBT_PROJECT_DIR` overrides it (a fork of the models).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from cascade.exceptions import TransformError
 
 PROJECT_DIR_ENV = "CASCADE_DBT_PROJECT_DIR"
+#: The project shipped inside the package (a link to transforms/dbt in a checkout; a copy in a wheel).
+BUNDLED_PROJECT_DIR = Path(__file__).resolve().parent / "dbt_project"
 
 # What defines the models' output: a change to any of these may change every incremental model,
 # so the runner rebuilds them from scratch once (see runner.transform).
@@ -28,9 +31,8 @@ def project_dir() -> Path:
         candidate = Path(override).expanduser().resolve()
         source = f"{PROJECT_DIR_ENV}={override}"
     else:
-        # src/cascade/transform/project.py -> repository root
-        candidate = Path(__file__).resolve().parents[3] / "transforms" / "dbt"
-        source = "the repository"
+        candidate = BUNDLED_PROJECT_DIR
+        source = "the installed package"
     if not (candidate / "dbt_project.yml").is_file():
         raise TransformError(
             f"no dbt project at {candidate} (from {source}): set {PROJECT_DIR_ENV} to the "

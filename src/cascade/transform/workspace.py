@@ -23,8 +23,8 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
 from cascade.config import Settings
 from cascade.exceptions import TransformError
+from cascade.lake.duck import EXTENSIONS, extension_path, quote
 from cascade.lake.schemas import RAW_COLLECTIONS, RAW_NAMESPACE, raw_schema
-from cascade.serve.duck import EXTENSIONS, extension_path, quote
 from cascade.transform.build import DbtTarget, dbt_threads
 
 STATE_SCHEMA = "_cascade"

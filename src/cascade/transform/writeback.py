@@ -35,7 +35,7 @@ from pyiceberg.expressions import And, BooleanExpression, In
 from pyiceberg.table import Table
 from pyiceberg.transforms import MonthTransform
 
-from cascade.serve.duck import quote
+from cascade.lake.duck import quote
 
 FINGERPRINT_PROPERTY = "cascade.transform.fingerprint"
 NODE_PROPERTY = "cascade.transform.dbt-node"

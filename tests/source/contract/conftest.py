@@ -1,6 +1,6 @@
 """The Nightscout contract suite: the same tests against the fake or a real Nightscout 15.
 
-By default a fake Nightscout (cascade.source.fake) is started for the session. Set
+By default a fake Nightscout (cascade_dev.fake_nightscout) is started for the session. Set
 `NIGHTSCOUT_CONTRACT_URL` to run against a real server instead, with
 `NIGHTSCOUT_CONTRACT_API_SECRET` (its API_SECRET: admin, used to write through v1 and to
 create the token the v3 calls use) and `NIGHTSCOUT_CONTRACT_OPEN=1|0` (whether the site
@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nightscout_api import Day, NightscoutApi, Target
 
-from cascade.source.fake.server import FakeNightscout
-from cascade.source.fake.store import SiteStore
+from cascade_dev.fake_nightscout.server import FakeNightscout
+from cascade_dev.fake_nightscout.store import SiteStore
 
 FAKE_SECRET = "contract fake secret"
 

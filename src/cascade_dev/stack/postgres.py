@@ -19,10 +19,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from cascade.stack.process import StackError, port_in_use, wait_until
-from cascade.stack.settings import StackSettings
+from cascade_dev.stack.process import StackError, port_in_use, wait_until
+from cascade_dev.stack.settings import StackSettings
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 SERVICE_USER = "postgres"
 

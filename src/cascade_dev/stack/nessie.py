@@ -14,16 +14,16 @@ from typing import Any
 
 import httpx
 
-from cascade.stack.downloads import MavenArtifact, fetch_maven
-from cascade.stack.process import (
+from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
+from cascade_dev.stack.process import (
     ManagedProcess,
     ProcessService,
     StackError,
     port_in_use,
 )
-from cascade.stack.settings import StackSettings
+from cascade_dev.stack.settings import StackSettings
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 BRANCHES = ("main", "dev")
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cascade.stack.minio import MinIO
-from cascade.stack.nessie import Nessie
-from cascade.stack.postgres import Postgres
-from cascade.stack.process import StackError, tail
-from cascade.stack.settings import StackSettings, load_stack_settings
-from cascade.stack.trino import Trino
+from cascade_dev.stack.minio import MinIO
+from cascade_dev.stack.nessie import Nessie
+from cascade_dev.stack.postgres import Postgres
+from cascade_dev.stack.process import StackError, tail
+from cascade_dev.stack.settings import StackSettings, load_stack_settings
+from cascade_dev.stack.trino import Trino
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 #: Every service, in start order, with the services it needs.
 SERVICES: dict[str, tuple[str, ...]] = {

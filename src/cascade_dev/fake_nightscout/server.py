@@ -68,7 +68,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
 
-from cascade.source.fake.store import (
+from cascade_dev.fake_nightscout.store import (
     COLLECTIONS,
     INDEX_FIELDS,
     MIN_TIMESTAMP,
@@ -1110,7 +1110,7 @@ class FakeNightscout:
         uploaded_through: Api = "v1",
         **kw: Any,
     ) -> FakeNightscout:
-        """Sites filled by `cascade.source.fake.synthetic`, one per subject ("subject-01", ...).
+        """Sites filled by `cascade_dev.fake_nightscout.synthetic`, one per subject ("subject-01", ...).
 
         `uploaded_through` is the API the data came through: "v1" (like nearly every real
         uploader: no server fields, invisible to v3 history) or "v3".
@@ -2426,12 +2426,12 @@ def synthetic_stores(
     clock: Callable[[], int] | None = None,
     uploaded_through: Api = "v1",
 ) -> dict[str, SiteStore]:
-    """One store per synthetic subject, filled by `cascade.source.fake.synthetic`.
+    """One store per synthetic subject, filled by `cascade_dev.fake_nightscout.synthetic`.
 
     `uploaded_through`: the API the uploaders used ("v1" by default, as xDrip+, Loop and
     AAPS do: the documents carry no server fields and v3 history does not show them).
     """
-    from cascade.source.fake import synthetic
+    from cascade_dev.fake_nightscout import synthetic
 
     stores: dict[str, SiteStore] = {}
     for spec in synthetic.subject_specs(subjects, seed):

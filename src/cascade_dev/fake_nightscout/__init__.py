@@ -6,7 +6,7 @@ serves several stores, each under `http://HOST:PORT/<site_id>`, and can inject f
 
 from __future__ import annotations
 
-from cascade.source.fake.server import FAULT_KINDS, FakeNightscout, RequestRecord, serve
-from cascade.source.fake.store import COLLECTIONS, SiteStore
+from cascade_dev.fake_nightscout.server import FAULT_KINDS, FakeNightscout, RequestRecord, serve
+from cascade_dev.fake_nightscout.store import COLLECTIONS, SiteStore
 
 __all__ = ["COLLECTIONS", "FAULT_KINDS", "FakeNightscout", "RequestRecord", "SiteStore", "serve"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from cascade.stack.process import StackError
+from cascade_dev.stack.process import StackError
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 _CHECKSUMS = ("sha512", "sha1")  # strongest first; at least one must be published
 

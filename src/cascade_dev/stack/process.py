@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from cascade.exceptions import CascadeError
 
 if TYPE_CHECKING:
-    from cascade.stack.settings import StackSettings
+    from cascade_dev.stack.settings import StackSettings
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 
 class StackError(CascadeError):

@@ -17,15 +17,15 @@ from pathlib import Path
 import httpx
 from pyarrow import fs
 
-from cascade.stack.process import (
+from cascade_dev.stack.process import (
     ManagedProcess,
     ProcessService,
     StackError,
     port_in_use,
 )
-from cascade.stack.settings import LAKE_BUCKET, LAKE_PREFIXES, StackSettings
+from cascade_dev.stack.settings import LAKE_BUCKET, LAKE_PREFIXES, StackSettings
 
-log = logging.getLogger("cascade.stack")
+log = logging.getLogger("cascade_dev.stack")
 
 MODULE = "github.com/minio/minio"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from cascade.config import Settings, SiteConfig
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.duck import attach_catalog, connect
 from cascade.lake.ingest import ProgressCallback
 from cascade.pipeline import PipelineResult, run_pipeline
-from cascade.serve.duck import attach_catalog, connect
-from cascade.source.fake.server import FakeNightscout
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 HEADLINE_COLUMNS = (
     "site_id",
