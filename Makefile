@@ -35,6 +35,7 @@ lint: install ## ruff and mypy
 	$(UV) run --frozen ruff check src tests benchmarks
 	$(UV) run --frozen ruff format --check src tests benchmarks
 	$(UV) run --frozen mypy src
+	$(UV) run --frozen lint-imports
 
 demo: install ## Fake Nightscout → ingest → transform → metrics, all on this machine
 	$(UV) run --frozen cascade demo
