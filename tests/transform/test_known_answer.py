@@ -1,7 +1,7 @@
 """Known answers: a scripted 14-day trace through `transform()`, read back from the Iceberg tables.
 
 The trace sits at exactly 72.5 % in range (203 of 280 readings every day). Every expected number
-is computed here from the published formulas (cgm-metrics.md), never from the models.
+is computed here from the published formulas (docs/TRANSFORM.md, Metrics), never from the models.
 """
 
 from __future__ import annotations

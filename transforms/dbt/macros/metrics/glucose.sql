@@ -1,5 +1,5 @@
 {#
-    CGM metric formulas, one definition each, following /work/shared/domain/cgm-metrics.md:
+    CGM metric formulas, one definition each, as defined in docs/TRANSFORM.md (Metrics), after:
       - thresholds: International Consensus on Time in Range (Battelino et al., Diabetes Care 2019)
       - GMI: Bergenstal et al., Diabetes Care 2018
       - GRI: Klonoff et al., J Diabetes Sci Technol 2023

@@ -11,7 +11,7 @@
 {%- set by_kind = 'partition by site_id, event_type order by event_at, glucose_mg_dl' -%}
 {%- set cumulative = 'rows between unbounded preceding and current row' -%}
 
--- Glycaemic events (consensus definitions, Battelino et al. 2019, cgm-metrics.md):
+-- Glycaemic events (consensus definitions, Battelino et al. 2019; docs/TRANSFORM.md, Metrics):
 --   hypo_level_1  : >= 15 consecutive minutes < 70 mg/dL
 --   hypo_level_2  : >= 15 consecutive minutes < 54 mg/dL
 --   hypo_extended : >  120 consecutive minutes < 70 mg/dL
