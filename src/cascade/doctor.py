@@ -16,6 +16,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from cascade.config import Profile, Settings, load_settings
 from cascade.exceptions import CascadeError
+from cascade.lake.nessie import NessieClient
 
 if TYPE_CHECKING:
     from cascade.lake.ingest import Held
@@ -90,10 +91,15 @@ def _dbt_project() -> str:
 
 
 def _nessie(settings: Settings) -> str:
-    response = httpx.get(f"{settings.nessie_uri.rstrip('/')}/api/v2/config", timeout=5)
-    response.raise_for_status()
-    payload = response.json()
-    return f"{settings.nessie_uri}: default branch {payload.get('defaultBranch')}, ref in use {settings.nessie_ref}"
+    with NessieClient(settings.nessie_uri, timeout=5) as nessie:
+        default = nessie.config().get("defaultBranch")
+        head = nessie.find_branch(settings.nessie_ref)
+    if head is None:
+        raise CascadeError(
+            f"Nessie at {nessie.uri} has no branch {settings.nessie_ref!r} (NESSIE_REF): "
+            f"create it with `cascade branch create {settings.nessie_ref}`"
+        )
+    return f"{nessie.uri}: default branch {default}, ref in use {settings.nessie_ref} @ {head[:12]}"
 
 
 def _trino(settings: Settings) -> str:

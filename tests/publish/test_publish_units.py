@@ -32,6 +32,7 @@ from pyiceberg.types import (
 from cascade.config import Profile, Settings, load_settings
 from cascade.exceptions import ConfigurationError
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.nessie import NessieClient
 from cascade.publish import PublishError, mask_dsn, publish, resolve_dsn
 from cascade.publish import source as source_module
 from cascade.publish.dsn import scrub
@@ -121,7 +122,8 @@ def test_the_nessie_commit_comes_from_the_branch(settings: Settings) -> None:
             )
         return httpx.Response(404, json={"message": "not found"})
 
-    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+    nessie = NessieClient("http://nessie.invalid", transport=httpx.MockTransport(answer))
+    with nessie as client:
         assert nessie_reference_hash(settings, client=client) == "2e1cfa82b035c26c"
         with pytest.raises(PublishError, match="no branch 'gone'"):
             nessie_reference_hash(settings, "gone", client=client)

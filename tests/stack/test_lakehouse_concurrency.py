@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from cascade.config import Settings
-from cascade.lake.branches import EMPTY_BRANCH_HASH
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
+from cascade.lake.nessie import EMPTY_BRANCH_HASH
 from cascade.lake.tables import ensure_raw_table, ensure_rejects_table
 from cascade_dev.stack import StackSettings
 from reliability.harness import (

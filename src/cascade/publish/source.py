@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from pyiceberg.catalog import Catalog
@@ -21,15 +20,18 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
+from cascade.branching import MAIN
 from cascade.config import Profile, Settings
 from cascade.exceptions import CascadeError, LakeError
 from cascade.lake.branches import branch_hash
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.nessie import NessieClient
 
 log = logging.getLogger("cascade.publish")
 
 SOURCE_NAMESPACE = "marts"
-PUBLISH_REF = "main"
+#: Publish reads only the validated branch.
+PUBLISH_REF = MAIN.ref
 RUN_TRANSFORM = "run `cascade transform` (or `cascade run`) first"
 
 #: Each mart's grain when the dbt project's YAML is not at hand (it is the source of truth).
@@ -89,7 +91,7 @@ def check_ref(settings: Settings) -> None:
 
 
 def nessie_reference_hash(
-    settings: Settings, ref: str = PUBLISH_REF, *, client: httpx.Client | None = None
+    settings: Settings, ref: str = PUBLISH_REF, *, client: NessieClient | None = None
 ) -> str:
     """The commit hash `ref` points at; a PublishError when Nessie cannot say."""
     try:

@@ -1,8 +1,8 @@
 """The lakehouse profile's transform: dbt-trino builds the project straight into Nessie's branch.
 
-NESSIE_REF picks the profiles.yml output, and with it the Trino catalog bound to that branch
-(deploy/config/trino/catalog): `main` → target `prod` (catalog `iceberg`), `dev` → target `dev`
-(catalog `iceberg_dev`). Every model is an Iceberg table (bronze: views) that Trino commits to
+NESSIE_REF picks the row of the branch model (`cascade.branching`): the profiles.yml output and
+the Trino catalog bound to that branch (`main` → target `prod`, catalog `iceberg`; `dev` → target
+`dev`, catalog `iceberg_dev`). Every model is an Iceberg table (bronze: views) that Trino commits to
 the branch itself, so there is no working copy and nothing to write back: the lake holds the
 incremental models' state. A failing model or test stops the run; tables committed by models
 that ran before it stay, as on any dbt-trino target, and the next run converges.
@@ -22,15 +22,14 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Summary
 
+from cascade.branching import branch_for
 from cascade.config import Settings
-from cascade.exceptions import TransformError
+from cascade.exceptions import ConfigurationError, TransformError
 from cascade.lake.schemas import RAW_COLLECTIONS
 from cascade.lake.tables import ensure_raw_table
 from cascade.transform.build import DbtTarget, NodeResult, dbt_threads
 from cascade.transform.writeback import TableWrite
 
-#: Nessie branch → profiles.yml output whose Trino catalog is bound to that branch.
-TARGETS_BY_REF = {"main": "prod", "dev": "dev"}
 PROJECT_PROPERTY = "cascade.transform.project-fingerprint"
 
 # The trino client says "keyring module not found" on every connection dbt opens; OAuth2 (what
@@ -40,13 +39,11 @@ logging.getLogger("trino.auth").setLevel(logging.WARNING)
 
 def trino_target(settings: Settings, threads: int | None = None) -> DbtTarget:
     """The dbt target that writes to NESSIE_REF through Trino, or a clear refusal."""
-    target = TARGETS_BY_REF.get(settings.nessie_ref)
-    if target is None:
-        raise TransformError(
-            f"NESSIE_REF={settings.nessie_ref!r} has no Trino catalog: dbt builds on Nessie's "
-            "`main` (target prod, catalog iceberg) or `dev` (target dev, catalog iceberg_dev). "
-            "Set NESSIE_REF to one of them, or merge your branch into dev first."
-        )
+    try:
+        branch = branch_for(settings.nessie_ref)
+    except ConfigurationError as exc:
+        raise TransformError(str(exc)) from None
+    target = branch.dbt_target
     artifacts = settings.cascade_home.resolve() / "dbt" / target
     return DbtTarget(
         name=target,
@@ -54,6 +51,7 @@ def trino_target(settings: Settings, threads: int | None = None) -> DbtTarget:
             "TRINO_HOST": settings.trino_host,
             "TRINO_PORT": str(settings.trino_port),
             "TRINO_USER": settings.trino_user,
+            "TRINO_CATALOG": branch.trino_catalog,
             "CASCADE_DBT_THREADS": dbt_threads(threads, default=2),
         },
         target_dir=artifacts / "target",

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from cascade.branching import BRANCHES, MAIN
+from cascade.exceptions import LakeError
+from cascade.lake.branches import ensure_branches
+from cascade.lake.nessie import NessieClient
 from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
 from cascade_dev.stack.process import (
     ManagedProcess,
@@ -24,8 +27,6 @@ from cascade_dev.stack.process import (
 from cascade_dev.stack.settings import StackSettings
 
 log = logging.getLogger("cascade_dev.stack")
-
-BRANCHES = ("main", "dev")
 
 
 def _java(java_home: Path) -> str:
@@ -50,10 +51,6 @@ class Nessie(ProcessService):
             "org.projectnessie.nessie", "nessie-quarkus", settings.nessie_version, "jar", "runner"
         )
         self.config_file = settings.deploy_dir / "config" / "nessie" / "application.properties"
-
-    @property
-    def api(self) -> str:
-        return f"{self.settings.nessie_uri}/api/v2"
 
     def install(self) -> Path:
         return fetch_maven(
@@ -87,7 +84,12 @@ class Nessie(ProcessService):
         )
         if ready.status_code != 200:
             return False
-        return httpx.get(f"{self.api}/config", timeout=5).status_code == 200
+        with NessieClient(self.settings.nessie_uri, timeout=5) as nessie:
+            try:
+                nessie.config()
+            except LakeError:
+                return False
+        return True
 
     def start(self) -> None:
         jar = self.install()
@@ -128,37 +130,15 @@ class Nessie(ProcessService):
         self.process.start(argv, env=env, cwd=self.work_dir)
 
     # ---- branches ------------------------------------------------------------------------------
-    def reference(self, name: str) -> dict[str, Any] | None:
-        response = httpx.get(f"{self.api}/trees/{name}", timeout=10)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        reference: dict[str, Any] = response.json()["reference"]
-        return reference
-
     def provision(self) -> None:
-        """Make sure the branches main and dev exist (dev is created from main's head); idempotent."""
-        main = self.reference("main")
-        if main is None:
-            raise StackError(
-                "Nessie has no default branch 'main' (check nessie.server.default-branch)"
-            )
-        for branch in BRANCHES[1:]:
-            if self.reference(branch) is not None:
-                continue
-            log.info("creating Nessie branch %s from main@%s", branch, main["hash"][:12])
-            response = httpx.post(
-                f"{self.api}/trees",
-                params={"name": branch, "type": "BRANCH"},
-                json={"type": "BRANCH", "name": "main", "hash": main["hash"]},
-                timeout=10,
-            )
-            if response.status_code == 409:  # created meanwhile by someone else
-                continue
-            if response.status_code >= 400:
-                raise StackError(
-                    f"could not create Nessie branch {branch}: {response.status_code} {response.text}"
-                )
+        """Make sure the branch model's branches exist (created from main's head); idempotent."""
+        try:
+            with NessieClient(self.settings.nessie_uri, timeout=10) as nessie:
+                for branch in ensure_branches(nessie):
+                    log.info("created Nessie branch %s from %s", branch, MAIN.ref)
+        except LakeError as exc:
+            raise StackError(str(exc)) from None
 
     def endpoint(self) -> str:
-        return f"{self.settings.nessie_uri} (Iceberg REST: {self.settings.iceberg_rest_uri('main')}, .../dev)"
+        refs = ", ".join(b.ref for b in BRANCHES)
+        return f"{self.settings.nessie_uri} (Iceberg REST: {self.settings.nessie_uri}/iceberg/<{refs}>)"

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from cascade.branching import BRANCHES
 from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
 from cascade_dev.stack.process import (
     ManagedProcess,
@@ -282,4 +283,5 @@ class Trino(ProcessService):
         """Nothing to create: the catalogs come from deploy/config/trino/catalog."""
 
     def endpoint(self) -> str:
-        return f"{self.settings.trino_uri} (catalogs: iceberg, iceberg_dev, postgres)"
+        catalogs = ", ".join([*(b.trino_catalog for b in BRANCHES), "postgres"])
+        return f"{self.settings.trino_uri} (catalogs: {catalogs})"
