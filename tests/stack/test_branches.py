@@ -10,9 +10,10 @@ import pyarrow as pa
 import pytest
 
 from cascade.config import Profile, Settings
-from cascade.exceptions import LakeError
-from cascade.lake.branches import EMPTY_BRANCH_HASH, branch_hash, promote
+from cascade.exceptions import CascadeError, LakeError
+from cascade.lake.branches import branch_hash, ensure_branches, promote
 from cascade.lake.catalog import load_lake_catalog
+from cascade.lake.nessie import EMPTY_BRANCH_HASH, NessieClient
 from cascade_dev.stack import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration]
@@ -131,3 +132,49 @@ def test_promote_refuses_what_cannot_work(
     local = source.model_copy(update={"cascade_profile": Profile.LOCAL})
     with pytest.raises(LakeError, match=r"no branches.*CASCADE_PROFILE=lakehouse"):
         promote(local, target=target.nessie_ref)
+
+
+def test_ensure_branches_creates_the_missing_ones_from_main_once(stack: StackSettings) -> None:
+    names = [f"ensure-{uuid.uuid4().hex[:8]}", f"ensure-{uuid.uuid4().hex[:8]}/nested"]
+    with NessieClient(stack.nessie_uri) as nessie:
+        main = nessie.branch_hash("main")
+        assert ensure_branches(nessie, names) == names
+        assert [nessie.branch_hash(name) for name in names] == [main, main]
+        assert ensure_branches(nessie, [*names, "main"]) == []
+        assert set(names) <= set(nessie.branches())
+
+
+def test_a_name_nessie_would_refuse_is_refused_before_any_request(stack: StackSettings) -> None:
+    with NessieClient(stack.nessie_uri) as nessie:
+        before = nessie.branches()
+        for bad in ("1starts-with-a-digit", "two..dots", "ends/", "white space", "a?b=c"):
+            with pytest.raises(CascadeError, match="not a valid Nessie branch name"):
+                ensure_branches(nessie, [bad])
+        assert nessie.branches() == before
+
+
+def test_cascade_branch_create_and_list_on_the_real_nessie(
+    stack: StackSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cascade.cli.app import app
+    from cascade.config import get_settings
+
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("NESSIE_URI", stack.nessie_uri)
+    monkeypatch.setenv("COLUMNS", "200")
+    get_settings.cache_clear()
+    try:
+        created = CliRunner().invoke(app, ["branch", "create", name])
+        again = CliRunner().invoke(app, ["branch", "create", name])
+        listed = CliRunner().invoke(app, ["branch", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert created.exit_code == 0, created.output
+    assert f"branch {name}: created from main" in created.output
+    assert f"branch {name}: exists" in again.output
+    with NessieClient(stack.nessie_uri) as nessie:
+        head = nessie.branch_hash(name)[:12]
+    assert any(name in line and head in line for line in listed.output.splitlines())
+    assert any("dev" in line and "iceberg_dev" in line for line in listed.output.splitlines())

@@ -44,6 +44,7 @@ def _global_options(
 app.command()(lake.ingest)
 app.command()(lake.status)
 app.command("promote")(lake.promote_branch)
+app.add_typer(lake.branch_app, name="branch")
 app.command()(transform.transform)
 app.command()(transform.run)
 app.command()(serve.query)

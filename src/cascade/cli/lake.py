@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cascade.branching import BRANCHES, MAIN
 from cascade.cli.output import console, errors, fail, fail_with_reports, parse_day
 from cascade.cli.render import ProgressRows, ingest_table, status_tables
 from cascade.config import get_settings
@@ -100,7 +101,7 @@ def promote_branch(
     source: Annotated[
         str | None, typer.Option("--from", help="The branch to merge; default NESSIE_REF.")
     ] = None,
-    target: Annotated[str, typer.Option("--into", help="The branch that receives it.")] = "main",
+    target: Annotated[str, typer.Option("--into", help="The branch that receives it.")] = MAIN.ref,
 ) -> None:
     """Merge a Nessie branch (default NESSIE_REF, e.g. dev) into main in one atomic commit (lakehouse profile).
 
@@ -113,3 +114,60 @@ def promote_branch(
     except CascadeError as exc:
         raise fail(exc) from None
     console.print(f"[green]promote ok[/]: {promotion.summary()}")
+
+
+branch_app = typer.Typer(
+    help="Nessie branches of the lakehouse (NESSIE_URI): list them, create the missing ones.",
+    no_args_is_help=True,
+)
+
+
+@branch_app.command("list")
+def branch_list() -> None:
+    """Every Nessie branch with its head commit, and what the branch model builds on each."""
+    from rich.table import Table
+
+    from cascade.lake.nessie import NessieClient
+
+    settings = get_settings()
+    try:
+        with NessieClient(settings.nessie_uri) as nessie:
+            heads = nessie.branches()
+    except CascadeError as exc:
+        raise fail(exc) from None
+    model = {b.ref: b for b in BRANCHES}
+    table = Table(title=f"Nessie branches at {settings.nessie_uri}")
+    for column in ("branch", "head", "dbt target", "Trino catalog"):
+        table.add_column(column)
+    for name, head in sorted(heads.items()):
+        row = model.get(name)
+        table.add_row(
+            name, head[:12], row.dbt_target if row else "-", row.trino_catalog if row else "-"
+        )
+    console.print(table)
+
+
+@branch_app.command("create")
+def branch_create(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Branches to create; default the branch model's (main and dev)."),
+    ] = None,
+) -> None:
+    """Create each missing branch from main's head (idempotent: existing branches are kept).
+
+    What a new Nessie needs before the first run on dev: `cascade branch create`.
+    """
+    from cascade.lake.branches import ensure_branches
+    from cascade.lake.nessie import NessieClient
+
+    settings = get_settings()
+    try:
+        with NessieClient(settings.nessie_uri) as nessie:
+            created = ensure_branches(nessie, names)
+    except CascadeError as exc:
+        raise fail(exc) from None
+    wanted = names or [b.ref for b in BRANCHES]
+    for name in wanted:
+        state = "created from " + MAIN.ref if name in created else "exists"
+        console.print(f"branch {name}: {state}")
