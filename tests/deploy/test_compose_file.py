@@ -224,7 +224,7 @@ def test_services_mount_the_one_shared_configuration(resolved: dict[str, Any]) -
     nessie = {m["target"]: m for m in services["nessie"]["volumes"]}
     mounted = nessie["/deployments/config/application.properties"]
     assert Path(mounted["source"]) == CONFIG / "nessie" / "application.properties"
-    for name in ("postgres-setup", "minio-setup", "nessie-setup"):
+    for name in ("postgres-setup", "minio-setup"):
         setup = {m["target"]: m for m in services[name]["volumes"]}
         assert Path(setup["/cascade/setup"]["source"]) == SETUP
     # and every mounted file exists
@@ -270,6 +270,23 @@ def test_setup_one_shots_make_what_the_local_stack_makes(resolved: dict[str, Any
     assert postgres["PGPASSWORD"] == TEST_ENV["POSTGRES_PASSWORD"]
     assert "postgres-databases.sh" in " ".join(services["postgres-setup"]["entrypoint"])
     assert "minio-bucket.sh" in " ".join(services["minio-setup"]["entrypoint"])
-    assert services["nessie-setup"]["environment"]["NESSIE_BRANCHES"] == "dev"
+    nessie_setup = services["nessie-setup"]
+    assert nessie_setup["image"] == "cascade/cascade:0.1.0"
+    assert nessie_setup["build"]["dockerfile"] == "deploy/cascade/Dockerfile"
+    assert Path(nessie_setup["build"]["context"]) == REPO
+    assert nessie_setup["command"] == ["branch", "create"]
+    assert nessie_setup["environment"]["NESSIE_URI"] == "http://nessie:19120"
     bucket_script = (SETUP / "minio-bucket.sh").read_text()
     assert f'bucket="${{LAKE_BUCKET:-{LAKE_BUCKET}}}"' in bucket_script
+
+
+def test_the_cascade_image_installs_the_repository_with_its_dbt_project() -> None:
+    """The image builds from the repository root; the package's dbt_project link must resolve."""
+    dockerfile = (REPO / "deploy" / "cascade" / "Dockerfile").read_text()
+    link = REPO / "src" / "cascade" / "transform" / "dbt_project"
+    assert link.is_symlink() and link.resolve() == REPO / "transforms" / "dbt"
+    for copied in ("COPY src/ src/", "COPY transforms/ transforms/", "RUN pip install ."):
+        assert copied in dockerfile
+    assert 'ENTRYPOINT ["cascade"]' in dockerfile
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored and {"!src/", "!transforms/", "!pyproject.toml"} <= set(ignored)

@@ -1,24 +1,22 @@
 """deploy/setup/*.sh: the setup that docker-compose's one-shots and the Helm chart's Jobs run.
 
+(Nessie's branches are made by `cascade branch create` in Cascade's image, tested on the real
+Nessie in tests/stack/test_branches.py.)
+
 The PostgreSQL script runs against a real PostgreSQL (Debian's, as the local stack installs it);
-the Nessie script against a small fake of Nessie's API v2 over HTTP, with the real curl and the
-POSIX shell; the MinIO script with a stand-in `mc` that records its calls (the real `mc` ships in
+the MinIO script with a stand-in `mc` that records its calls (the real `mc` ships in
 the MinIO image only).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from deploy_support import SETUP
@@ -26,7 +24,6 @@ from deploy_support import SETUP
 pytestmark = [pytest.mark.deploy, pytest.mark.integration]
 
 POSTGRES_SCRIPT = SETUP / "postgres-databases.sh"
-NESSIE_SCRIPT = SETUP / "nessie-branches.sh"
 MINIO_SCRIPT = SETUP / "minio-bucket.sh"
 
 
@@ -165,67 +162,6 @@ def test_postgres_script_requires_every_password(postgres: dict[str, str]) -> No
 
 
 # ---- Nessie ----------------------------------------------------------------------------------------
-class FakeNessie(BaseHTTPRequestHandler):
-    branches: dict[str, str]
-    posts: list[dict[str, Any]]
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body, indent=2).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        if self.path == "/api/v2/config":
-            self._reply(200, {"defaultBranch": "main"})
-        elif self.path.startswith("/api/v2/trees/"):
-            name = self.path.rsplit("/", 1)[1]
-            if name in self.branches:
-                self._reply(
-                    200,
-                    {"reference": {"type": "BRANCH", "name": name, "hash": self.branches[name]}},
-                )
-            else:
-                self._reply(404, {"message": f"Named reference '{name}' not found"})
-        else:
-            self._reply(404, {})
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.posts.append({"path": self.path, "body": body})
-        name = self.path.split("name=", 1)[1].split("&", 1)[0]
-        self.branches[name] = body["hash"]
-        self._reply(200, {"reference": {"type": "BRANCH", "name": name, "hash": body["hash"]}})
-
-
-@pytest.fixture
-def nessie() -> Iterator[type[FakeNessie]]:
-    handler = type(
-        "Handler",
-        (FakeNessie,),
-        {
-            "branches": {
-                "main": "2e1cfa82b035c26cbbbdae632cea070514eb8b773f616aaeaf668e2f0be8f10d"
-            },
-            "posts": [],
-        },
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    handler.uri = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    try:
-        yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _run_sh(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # POSIX sh (dash here; busybox in the curl image), not bash
     return subprocess.run(
@@ -238,40 +174,6 @@ def _run_sh(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-def test_nessie_branches_created_from_main_once(nessie: Any) -> None:
-    main = nessie.branches["main"]
-    result = _run_sh(NESSIE_SCRIPT, {"NESSIE_URI": nessie.uri})
-    assert result.returncode == 0, result.stderr
-    assert nessie.posts == [
-        {
-            "path": "/api/v2/trees?name=dev&type=BRANCH",
-            "body": {"type": "BRANCH", "name": "main", "hash": main},
-        }
-    ]
-    result = _run_sh(NESSIE_SCRIPT, {"NESSIE_URI": nessie.uri + "/", "NESSIE_BRANCHES": "dev qa"})
-    assert result.returncode == 0, result.stderr
-    assert "dev exists" in result.stdout
-    assert [p["path"] for p in nessie.posts] == [
-        "/api/v2/trees?name=dev&type=BRANCH",
-        "/api/v2/trees?name=qa&type=BRANCH",
-    ]
-
-
-def test_nessie_without_main_is_an_error(nessie: Any) -> None:
-    nessie.branches.clear()
-    result = _run_sh(NESSIE_SCRIPT, {"NESSIE_URI": nessie.uri})
-    assert result.returncode != 0
-    assert nessie.posts == []
-
-
-def test_nessie_not_answering_is_an_error_after_the_wait() -> None:
-    result = _run_sh(
-        NESSIE_SCRIPT, {"NESSIE_URI": f"http://127.0.0.1:{_free_port()}", "SETUP_WAIT_SECONDS": "0"}
-    )
-    assert result.returncode != 0 and "is not answering" in result.stderr
-
-
-# ---- MinIO -----------------------------------------------------------------------------------------
 def test_minio_bucket_and_prefixes(tmp_path: Path) -> None:
     log = tmp_path / "mc.log"
     fake = tmp_path / "bin" / "mc"
