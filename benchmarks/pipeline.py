@@ -50,7 +50,7 @@ from cascade.transform.runner import transform
 from cascade_dev.fake_nightscout.server import FakeNightscout
 from cascade_dev.fake_nightscout.store import SiteStore, event_time_ms
 from cascade_dev.fake_nightscout.synthetic import generate_subject, subject_specs
-from cascade_dev.stack import StackSettings, load_stack_settings, trino_query
+from cascade_dev.stack import trino_query
 from cascade_dev.stack.postgres import BI_READER
 
 ENGINES = ("duckdb", "trino")
@@ -131,11 +131,11 @@ def add_last_day(ns: FakeNightscout, last_day: dict[str, Documents]) -> int:
 # --------------------------------------------------------------------------- engines
 
 
-def marts_dsn(stack: StackSettings) -> str:
-    return stack.postgres_dsn("marts", "marts", stack.marts_db_password)
+def marts_dsn(stack: Settings) -> str:
+    return stack.stack.postgres_dsn("marts", "marts", stack.stack.marts_db_password)
 
 
-def engine_settings(engine: str, home: Path, ns: FakeNightscout, stack: StackSettings) -> Settings:
+def engine_settings(engine: str, home: Path, ns: FakeNightscout, stack: Settings) -> Settings:
     """Settings of one engine's profile, reading the fake's sites and publishing to its schema."""
     common: dict[str, Any] = {
         "cascade_home": home,
@@ -152,16 +152,16 @@ def engine_settings(engine: str, home: Path, ns: FakeNightscout, stack: StackSet
             iceberg_staging_path=None,
             **common,
         )
-    return stack.lakehouse_settings("main", **common)
+    return stack.on_local_stack("main", **common)
 
 
-def wipe_main(stack: StackSettings) -> None:
+def wipe_main(stack: Settings) -> None:
     """Drop every schema Cascade writes on Nessie's `main` (Trino catalog `iceberg`)."""
     for namespace in WIPED_NAMESPACES:
-        trino_query(stack.trino_uri, f"DROP SCHEMA IF EXISTS iceberg.{namespace} CASCADE")
+        trino_query(stack.stack_trino_uri, f"DROP SCHEMA IF EXISTS iceberg.{namespace} CASCADE")
 
 
-def drop_published(stack: StackSettings, schema: str) -> None:
+def drop_published(stack: Settings, schema: str) -> None:
     """Drop a publish target schema (and its staging twin), so the next publish is a first one."""
     with psycopg.connect(marts_dsn(stack), autocommit=True, connect_timeout=10) as conn:
         for name in (schema, f"{schema}_staging"):
@@ -176,7 +176,7 @@ def count_rows(settings: Settings, table_name: str) -> int:
     return rows
 
 
-def warm_up(stack: StackSettings, engines: Sequence[str]) -> None:
+def warm_up(stack: Settings, engines: Sequence[str]) -> None:
     """Pay one-time costs (imports, first ingest, a cold Trino JVM) before timing anything.
 
     Otherwise whichever engine runs first pays them: about 1 s of the first ingest, and the import
@@ -195,24 +195,24 @@ def warm_up(stack: StackSettings, engines: Sequence[str]) -> None:
             transform(settings)
 
 
-def preflight(stack: StackSettings, engines: Sequence[str]) -> None:
+def preflight(stack: Settings, engines: Sequence[str]) -> None:
     """Fail before any work when the services a run needs are not there."""
     try:
         with psycopg.connect(marts_dsn(stack), connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         raise SystemExit(
-            f"cannot reach the stack's PostgreSQL (marts database) at {stack.stack_host}:"
-            f"{stack.postgres_port}: {type(exc).__name__}; is the stack up (`cascade stack up`)?"
+            f"cannot reach the stack's PostgreSQL (marts database) at {stack.stack.host}:"
+            f"{stack.stack.postgres_port}: {type(exc).__name__}; is the stack up (`cascade stack up`)?"
         ) from None
     if "trino" not in engines:
         return
     try:
-        trino_query(stack.trino_uri, "SELECT 1", timeout=30)
-        httpx.get(f"{stack.nessie_uri}/api/v2/trees/main", timeout=10).raise_for_status()
+        trino_query(stack.stack_trino_uri, "SELECT 1", timeout=30)
+        httpx.get(f"{stack.stack.nessie_uri}/api/v2/trees/main", timeout=10).raise_for_status()
     except Exception as exc:
         raise SystemExit(
-            f"the stack's Trino ({stack.trino_uri}) or Nessie ({stack.nessie_uri}) does not answer: "
+            f"the stack's Trino ({stack.stack_trino_uri}) or Nessie ({stack.stack.nessie_uri}) does not answer: "
             f"{type(exc).__name__}; is the stack up (`cascade stack up`)?"
         ) from None
 
@@ -221,7 +221,7 @@ def preflight(stack: StackSettings, engines: Sequence[str]) -> None:
 
 
 def run_size(
-    size: int, days: int, seed: int, engines: Sequence[str], stack: StackSettings
+    size: int, days: int, seed: int, engines: Sequence[str], stack: Settings
 ) -> dict[str, Run]:
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     started = time.perf_counter()
@@ -239,7 +239,7 @@ def run_size(
         for run in runs.values():
             if run.engine == "trino":
                 wipe_main(stack)
-            drop_published(stack, run.settings.marts_schema)
+            drop_published(stack, run.settings.marts.schema_name)
 
         def each(label: str, step: Callable[[Run], str]) -> None:
             for run in runs.values():
@@ -367,11 +367,11 @@ def main() -> None:
     if args.days < 1 or any(size < 1 for size in args.sizes):
         parser.error("--sizes and --days must be positive")
 
-    stack = load_stack_settings()
+    stack = load_settings()
     if "trino" in engines:
         print(
             f"WARNING: this benchmark drops schemas {', '.join(f'iceberg.{n}' for n in WIPED_NAMESPACES)} "
-            f"(every table Cascade writes) on Nessie branch main of the stack at {stack.nessie_uri}, "
+            f"(every table Cascade writes) on Nessie branch main of the stack at {stack.stack.nessie_uri}, "
             "before each size.",
             flush=True,
         )

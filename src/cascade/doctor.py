@@ -50,9 +50,9 @@ def _catalog(settings: Settings) -> str:
     catalog = load_lake_catalog(settings)
     namespaces = [".".join(n) for n in catalog.list_namespaces()]
     where = (
-        settings.nessie_catalog_uri
-        if settings.cascade_profile is Profile.LAKEHOUSE
-        else str(settings.catalog_db_path)
+        settings.nessie.catalog_uri
+        if settings.lake.profile is Profile.LAKEHOUSE
+        else str(settings.lake.catalog_db_path)
     )
     return f"{where}: namespaces {', '.join(namespaces) or 'none yet (run cascade ingest)'}"
 
@@ -64,13 +64,13 @@ def _stage(settings: Settings) -> str:
 
     stage = Stage.for_settings(settings)
     info = stage.fs.get_file_info(stage.root)
-    if settings.cascade_profile is Profile.LAKEHOUSE and info.type == pafs.FileType.NotFound:
+    if settings.lake.profile is Profile.LAKEHOUSE and info.type == pafs.FileType.NotFound:
         bucket = stage.root.split("/", 1)[0]
         if stage.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
             raise CascadeError(
-                f"bucket {bucket!r} does not exist at {settings.s3_endpoint}: run `cascade stack up`"
+                f"bucket {bucket!r} does not exist at {settings.s3.endpoint}: run `cascade stack up`"
             )
-    return f"{settings.stage_uri} reachable"
+    return f"{settings.lake.stage_uri} reachable"
 
 
 def _duckdb(settings: Settings) -> str:
@@ -81,31 +81,31 @@ def _duckdb(settings: Settings) -> str:
         version = con.execute("select version()").fetchone()
     finally:
         con.close()
-    return f"DuckDB {version[0] if version else '?'} with iceberg, avro{', httpfs' if settings.cascade_profile is Profile.LAKEHOUSE else ''}"
+    return f"DuckDB {version[0] if version else '?'} with iceberg, avro{', httpfs' if settings.lake.profile is Profile.LAKEHOUSE else ''}"
 
 
-def _dbt_project() -> str:
+def _dbt_project(settings: Settings) -> str:
     from cascade.transform.project import project_dir
 
-    return str(project_dir())
+    return str(project_dir(settings.transform.dbt_project_dir))
 
 
 def _nessie(settings: Settings) -> str:
-    with NessieClient(settings.nessie_uri, timeout=5) as nessie:
+    with NessieClient(settings.nessie.uri, timeout=5) as nessie:
         default = nessie.config().get("defaultBranch")
-        head = nessie.find_branch(settings.nessie_ref)
+        head = nessie.find_branch(settings.nessie.ref)
     if head is None:
         raise CascadeError(
-            f"Nessie at {nessie.uri} has no branch {settings.nessie_ref!r} (NESSIE_REF): "
-            f"create it with `cascade branch create {settings.nessie_ref}`"
+            f"Nessie at {nessie.uri} has no branch {settings.nessie.ref!r} (NESSIE_REF): "
+            f"create it with `cascade branch create {settings.nessie.ref}`"
         )
-    return f"{nessie.uri}: default branch {default}, ref in use {settings.nessie_ref} @ {head[:12]}"
+    return f"{nessie.uri}: default branch {default}, ref in use {settings.nessie.ref} @ {head[:12]}"
 
 
 def _trino(settings: Settings) -> str:
     from cascade.transform.trino import trino_target
 
-    uri = f"http://{settings.trino_host}:{settings.trino_port}"
+    uri = f"http://{settings.trino.host}:{settings.trino.port}"
     response = httpx.get(f"{uri}/v1/info", timeout=5)
     response.raise_for_status()
     info = response.json()
@@ -114,7 +114,7 @@ def _trino(settings: Settings) -> str:
     target = trino_target(settings)  # refuses a NESSIE_REF no Trino catalog reads
     return (
         f"{uri}: Trino {info.get('nodeVersion', {}).get('version', '?')}; "
-        f"dbt target {target.name} for NESSIE_REF {settings.nessie_ref}"
+        f"dbt target {target.name} for NESSIE_REF {settings.nessie.ref}"
     )
 
 
@@ -143,9 +143,9 @@ def _site(settings: Settings, site_id: str) -> list[Check]:
     from cascade.lake.schemas import RAW_COLLECTIONS
     from cascade.source.nightscout.collections import get_collection
 
-    site = settings.site(site_id)
+    site = settings.nightscout.site(site_id)
     name = f"nightscout {site_id}"
-    with make_client(settings.model_copy(update={"nightscout_max_retries": 0}), site) as client:
+    with make_client(settings.with_values(**{"nightscout_max_retries": 0}), site) as client:
         version = client.status().get("version", "?")
         access = client.v3_access()
         checks = [
@@ -188,17 +188,17 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
         Check(
             "configuration",
             True,
-            f"profile {settings.cascade_profile.value}, CASCADE_HOME {settings.cascade_home}",
+            f"profile {settings.lake.profile.value}, CASCADE_HOME {settings.lake.home}",
         )
     )
-    if settings.cascade_profile is Profile.LAKEHOUSE:
+    if settings.lake.profile is Profile.LAKEHOUSE:
         checks.append(_run("nessie", lambda: _nessie(settings)))
         checks.append(_run("trino", lambda: _trino(settings)))
     checks.append(_run("iceberg catalog", lambda: _catalog(settings)))
     checks.append(_run("stage", lambda: _stage(settings)))
     checks.append(_run("duckdb", lambda: _duckdb(settings)))
-    checks.append(_run("dbt project", _dbt_project))
-    sites = settings.sites()
+    checks.append(_run("dbt project", lambda: _dbt_project(settings)))
+    sites = settings.nightscout.sites()
     if not sites:
         checks.append(
             Check("nightscout", False, "no site configured: set NIGHTSCOUT_URL or NIGHTSCOUT_SITES")

@@ -70,3 +70,7 @@ class QueryError(CascadeError):
 
 class TransformError(CascadeError):
     """The dbt transform failed: the message names the failing model or test and dbt's reason."""
+
+
+class PublishError(CascadeError):
+    """The marts could not be published; the message says why and what to do (never a secret)."""

@@ -108,15 +108,10 @@ def _stack_table(statuses: list[Any], title: str) -> Table:
 
 
 def _stack_logging() -> None:
+    """The stack narrates what it installs and starts (the CLI's handler prints it)."""
     import logging
 
-    from rich.logging import RichHandler
-
-    logger = logging.getLogger("cascade_dev.stack")
-    logger.setLevel(logging.INFO)
-    if not logger.handlers:
-        logger.addHandler(RichHandler(console=errors, show_path=False, show_time=False))
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("cascade_dev.stack").setLevel(logging.INFO)
 
 
 @stack_app.command("up")
@@ -129,11 +124,11 @@ def stack_up(
     ] = None,
 ) -> None:
     """Install what is missing (cached in CASCADE_DOWNLOAD_CACHE), start what is not running, wait until healthy."""
-    from cascade_dev.stack import load_stack_settings, up
+    from cascade_dev.stack import up
 
     _stack_logging()
     try:
-        statuses = up(load_stack_settings(), services)
+        statuses = up(get_settings(), services)
     except CascadeError as exc:
         raise fail(exc) from None
     console.print(_stack_table(statuses, "stack up"))
@@ -146,11 +141,11 @@ def stack_down(
     ] = None,
 ) -> None:
     """Stop only the services this stack started; data stays under CASCADE_STACK_HOME."""
-    from cascade_dev.stack import down, load_stack_settings
+    from cascade_dev.stack import down
 
     _stack_logging()
     try:
-        statuses = down(load_stack_settings(), services)
+        statuses = down(get_settings(), services)
     except CascadeError as exc:
         raise fail(exc) from None
     console.print(_stack_table(statuses, "stack down"))
@@ -161,10 +156,10 @@ def stack_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whether each service is running and healthy, where it listens and where its log is."""
-    from cascade_dev.stack import load_stack_settings, status
+    from cascade_dev.stack import status
 
     try:
-        statuses = status(load_stack_settings())
+        statuses = status(get_settings())
     except CascadeError as exc:
         raise fail(exc) from None
     if as_json:
@@ -198,10 +193,10 @@ def stack_logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 100,
 ) -> None:
     """Print the end of a service's log."""
-    from cascade_dev.stack import load_stack_settings, logs
+    from cascade_dev.stack import logs
 
     try:
-        sys.stdout.write(logs(load_stack_settings(), service, lines=lines))
+        sys.stdout.write(logs(get_settings(), service, lines=lines))
     except CascadeError as exc:
         raise fail(exc) from None
 

@@ -43,9 +43,9 @@ class DemoResult:
 
 
 def demo_settings(settings: Settings, ns: FakeNightscout) -> Settings:
-    return settings.model_copy(
-        update={
-            "cascade_home": settings.cascade_home / "demo",
+    return settings.with_values(
+        **{
+            "cascade_home": settings.lake.home / "demo",
             "iceberg_warehouse_path": None,
             "iceberg_staging_path": None,
             "nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids],
@@ -85,7 +85,7 @@ def run_demo(
         pipeline = run_pipeline(local, on_ingest_progress=on_ingest_progress, on_stage=on_stage)
     announce("report")
     headline = headline_metrics(local)
-    reports_dir = local.cascade_home / "reports"
+    reports_dir = local.lake.home / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     reports = {
         row["site_id"]: render_report(
@@ -93,6 +93,4 @@ def run_demo(
         )
         for row in headline
     }
-    return DemoResult(
-        home=local.cascade_home, pipeline=pipeline, headline=headline, reports=reports
-    )
+    return DemoResult(home=local.lake.home, pipeline=pipeline, headline=headline, reports=reports)

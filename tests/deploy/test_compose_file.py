@@ -21,12 +21,8 @@ from deploy_support import (
     write_env,
 )
 
-from cascade_dev.stack.settings import (
-    DEFAULT_MINIO_VERSION,
-    DEFAULT_NESSIE_VERSION,
-    DEFAULT_TRINO_VERSION,
-    LAKE_BUCKET,
-)
+from cascade.config import DEFAULT_MINIO_VERSION, DEFAULT_NESSIE_VERSION, DEFAULT_TRINO_VERSION
+from cascade_dev.stack.settings import LAKE_BUCKET
 
 pytestmark = [pytest.mark.deploy, pytest.mark.integration, pytest.mark.timeout(2400)]
 

@@ -21,7 +21,7 @@ from deploy_support import (
     trino_catalog_variables,
 )
 
-from cascade_dev.stack.settings import DEFAULT_NESSIE_VERSION, DEFAULT_TRINO_VERSION
+from cascade.config import DEFAULT_NESSIE_VERSION, DEFAULT_TRINO_VERSION
 
 pytestmark = [pytest.mark.deploy, pytest.mark.integration, pytest.mark.timeout(2400)]
 

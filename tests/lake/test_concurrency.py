@@ -26,7 +26,7 @@ def _ingest_processes(
 ) -> list[subprocess.CompletedProcess[str]]:
     env = dict(
         os.environ,
-        CASCADE_HOME=str(settings.cascade_home),
+        CASCADE_HOME=str(settings.lake.home),
         NIGHTSCOUT_SITES=json.dumps(sites),
         NIGHTSCOUT_PAGE_SIZE="100",
         INGEST_COMMIT_ROWS="200",  # many small commits: many chances to collide

@@ -44,7 +44,7 @@ def test_kill_between_pages_then_resume(settings: Settings, v3: bool) -> None:
         ns.set_random_faults(1.0, ["slow"], delay_seconds=0.15)  # every page takes a while
         env = dict(
             os.environ,
-            CASCADE_HOME=str(settings.cascade_home),
+            CASCADE_HOME=str(settings.lake.home),
             NIGHTSCOUT_SITES=json.dumps([site]),
             NIGHTSCOUT_PAGE_SIZE="50",
             INGEST_COMMIT_ROWS="150",
@@ -95,8 +95,8 @@ def test_kill_between_pages_then_resume(settings: Settings, v3: bool) -> None:
         ns.clear_faults()
         ns.reset_stats()
         ingest(
-            settings.model_copy(
-                update={"nightscout_sites": [SiteConfig(**site)], "nightscout_page_size": 50}
+            settings.with_values(
+                **{"nightscout_sites": [SiteConfig(**site)], "nightscout_page_size": 50}
             ),
             collections=("entries",),
         )

@@ -31,7 +31,7 @@ COLLECTIONS = ("entries", "treatments", "devicestatus", "profile")
 
 def _configure(settings: Settings, ns: FakeNightscout, **site_extra: str) -> Settings:
     sites = [SiteConfig(id=s, url=ns.site_url(s), **site_extra) for s in ns.site_ids]
-    return settings.model_copy(update={"nightscout_sites": sites})
+    return settings.with_values(**{"nightscout_sites": sites})
 
 
 @pytest.fixture
@@ -108,7 +108,9 @@ def test_full_load_has_exactly_what_the_server_holds(
             assert set(read_cursor(entries, site)) == read_by
         # every page landed in stage
         assert list(
-            (settings.staging_path / "nightscout" / "subject-01" / "entries").rglob("*.json.zst")
+            (settings.lake.staging_path / "nightscout" / "subject-01" / "entries").rglob(
+                "*.json.zst"
+            )
         )
 
 
@@ -232,13 +234,13 @@ def test_locked_site_with_api_secret_token_and_bad_credentials(settings: Setting
         by_secret = _configure(settings, ns, api_secret="correct horse battery")
         assert {r.api for r in ingest(by_secret, collections=("entries",))} == {"v1"}
         by_token = _configure(
-            settings.model_copy(update={"cascade_home": settings.cascade_home / "b"}),
+            settings.with_values(**{"cascade_home": settings.lake.home / "b"}),
             ns,
             token="reader-0123456789abcdef",
         )
         assert {r.api for r in ingest(by_token, collections=("entries",))} == {"v1+v3"}
         wrong = _configure(
-            settings.model_copy(update={"cascade_home": settings.cascade_home / "c"}),
+            settings.with_values(**{"cascade_home": settings.lake.home / "c"}),
             ns,
             api_secret="wrong secret value",
         )
@@ -246,7 +248,7 @@ def test_locked_site_with_api_secret_token_and_bad_credentials(settings: Setting
             ingest(wrong, collections=("entries",))
         assert "subject-01" in str(excinfo.value) and "wrong secret value" not in str(excinfo.value)
         anonymous = _configure(
-            settings.model_copy(update={"cascade_home": settings.cascade_home / "d"}), ns
+            settings.with_values(**{"cascade_home": settings.lake.home / "d"}), ns
         )
         with pytest.raises(NightscoutAuthError, match="locked"):
             ingest(anonymous, collections=("entries",))
@@ -255,8 +257,8 @@ def test_locked_site_with_api_secret_token_and_bad_credentials(settings: Setting
 @pytest.mark.parametrize("kind", ["slow", "429", "500", "503", "drop", "malformed_json"])
 def test_every_injected_fault_is_survived(settings: Settings, kind: str) -> None:
     with FakeNightscout.synthetic(subjects=1, days=1, seed=11).start() as ns:
-        settings = _configure(settings, ns).model_copy(
-            update={"nightscout_page_size": 100, "nightscout_timeout_seconds": 1.0}
+        settings = _configure(settings, ns).with_values(
+            **{"nightscout_page_size": 100, "nightscout_timeout_seconds": 1.0}
         )
         ns.inject(kind, times=2, path_contains="/entries", delay_seconds=1.5)
         ingest(settings, collections=("entries",))
@@ -273,7 +275,7 @@ def test_every_injected_fault_is_survived(settings: Settings, kind: str) -> None
 
 def test_retries_run_out_with_a_clear_error_and_nothing_half_written(settings: Settings) -> None:
     with FakeNightscout.synthetic(subjects=1, days=1, seed=11).start() as ns:
-        settings = _configure(settings, ns).model_copy(update={"nightscout_max_retries": 2})
+        settings = _configure(settings, ns).with_values(**{"nightscout_max_retries": 2})
         ns.inject("503", times=100, path_contains="/entries")
         with pytest.raises(
             NightscoutUnavailableError, match=r"subject-01.*after 3 attempts.*HTTP 503"
@@ -294,12 +296,12 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 def test_a_run_with_nothing_new_writes_nothing(settings: Settings, server: FakeNightscout) -> None:
     settings = _configure(settings, server)
     ingest(settings)
-    before = _files(settings.cascade_home)
+    before = _files(settings.lake.home)
     assert any(name.startswith("stage/") for name in before)  # the first run's pages landed
     reports = ingest(settings)  # re-reads the look-back window: all unchanged (or known rejects)
     assert sum(r.documents for r in reports) > 0
     assert sum(r.inserted + r.replaced for r in reports) == 0
-    assert _files(settings.cascade_home) == before  # no file added, removed or rewritten
+    assert _files(settings.lake.home) == before  # no file added, removed or rewritten
 
 
 def test_rebuild_from_stage_restores_every_row(settings: Settings, server: FakeNightscout) -> None:
@@ -319,8 +321,8 @@ def test_rebuild_from_stage_restores_every_row(settings: Settings, server: FakeN
 def test_sites_respect_the_per_site_concurrency_bound(
     settings: Settings, server: FakeNightscout
 ) -> None:
-    settings = _configure(settings, server).model_copy(
-        update={"nightscout_concurrency": 1, "nightscout_page_size": 100}
+    settings = _configure(settings, server).with_values(
+        **{"nightscout_concurrency": 1, "nightscout_page_size": 100}
     )
     ingest(settings)
     assert max(server.max_concurrent_by_site.values()) == 1
@@ -330,7 +332,7 @@ def test_a_failing_site_never_stops_the_others(settings: Settings) -> None:
     with FakeNightscout.synthetic(subjects=2, days=1, seed=9).start() as ns:
         good = SiteConfig(id="subject-01", url=ns.site_url("subject-01"))
         gone = SiteConfig(id="subject-02", url=ns.base_url + "/no-such-site")
-        settings = settings.model_copy(update={"nightscout_sites": [good, gone]})
+        settings = settings.with_values(**{"nightscout_sites": [good, gone]})
         with pytest.raises(SitesFailedError, match=r"1 site\(s\) failed \(subject-02\)") as failure:
             ingest(settings)
         by = {(r.site_id, r.collection): r for r in failure.value.reports}

@@ -20,7 +20,7 @@ from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.ingest import ingest
 from cascade.transform import TransformResult, transform
 from cascade_dev.fake_nightscout.server import FakeNightscout
-from cascade_dev.stack import StackSettings, down, up
+from cascade_dev.stack import down, up
 
 
 def _stack_conftest() -> object:
@@ -53,7 +53,7 @@ _ENV = (
 
 
 @pytest.fixture(scope="session")
-def postgres(stack_settings: StackSettings) -> Iterator[StackSettings]:
+def postgres(stack_settings: Settings) -> Iterator[Settings]:
     """The stack's PostgreSQL (roles and the marts database provisioned), for the session."""
     try:
         up(stack_settings, ["postgres"])
@@ -66,12 +66,12 @@ def postgres(stack_settings: StackSettings) -> Iterator[StackSettings]:
 
 
 @pytest.fixture(scope="session")
-def marts_dsn(postgres: StackSettings) -> str:
+def marts_dsn(postgres: Settings) -> str:
     return postgres.postgres_dsn("marts", "marts", postgres.marts_db_password)
 
 
 @pytest.fixture(scope="session")
-def bi_dsn(postgres: StackSettings) -> str:
+def bi_dsn(postgres: Settings) -> str:
     return postgres.postgres_dsn("marts", "bi_reader", postgres.bi_reader_password)
 
 
@@ -115,10 +115,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
         patch.chdir(home)
         settings = load_settings(cascade_home=home / "lake", nightscout_backoff_seconds=0.01)
         with FakeNightscout.synthetic(subjects=2, days=15, seed=5).start() as ns:
-            settings = settings.model_copy(
-                update={
-                    "nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]
-                }
+            settings = settings.with_values(
+                **{"nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]}
             )
             ingest(settings)
             transform(settings)

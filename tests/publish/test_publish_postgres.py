@@ -58,8 +58,8 @@ MARTS = sorted(DEFAULT_GRAINS)
 
 
 def configure_settings(settings: Settings, dsn: str, schema: str, **overrides: object) -> Settings:
-    return settings.model_copy(
-        update={"marts_database_url": SecretStr(dsn), "marts_schema": schema, **overrides}
+    return settings.with_values(
+        **{"marts_database_url": SecretStr(dsn), "marts_schema": schema, **overrides}
     )
 
 
@@ -444,7 +444,7 @@ def test_cascade_publish_command(lake: Lake, marts_dsn: str) -> None:
         if not k.startswith(("NIGHTSCOUT_", "CASCADE_", "ICEBERG_", "MARTS_"))
     }
     env.update(
-        CASCADE_HOME=str(lake.settings.cascade_home),
+        CASCADE_HOME=str(lake.settings.lake.home),
         MARTS_DATABASE_URL=marts_dsn,
         MARTS_SCHEMA="m_cli",
         COLUMNS="200",
@@ -455,7 +455,7 @@ def test_cascade_publish_command(lake: Lake, marts_dsn: str) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=lake.settings.cascade_home,
+        cwd=lake.settings.lake.home,
     )
     assert result.returncode == 0, result.stderr
     assert (

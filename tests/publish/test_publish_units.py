@@ -39,19 +39,19 @@ from cascade.publish.dsn import scrub
 from cascade.publish.schema import csv_bytes, layout_for
 from cascade.publish.source import (
     DEFAULT_GRAINS,
-    dbt_project,
     expected_marts,
     load_source,
     mart_grains,
     nessie_reference_hash,
 )
+from cascade.transform.project import project_dir
 
 UNREACHABLE = "postgresql://marts:never-used-secret@127.0.0.1:9/marts"
 
 
 @pytest.fixture
 def publishing(settings: Settings) -> Settings:
-    return settings.model_copy(update={"marts_database_url": SecretStr(UNREACHABLE)})
+    return settings.with_values(**{"marts_database_url": SecretStr(UNREACHABLE)})
 
 
 def _overview_table(settings: Settings, *, rows: bool = True) -> None:
@@ -93,8 +93,8 @@ def test_a_mart_without_a_snapshot_is_refused(publishing: Settings) -> None:
 
 
 def test_the_lakehouse_publishes_only_from_main(settings: Settings) -> None:
-    dev = settings.model_copy(
-        update={
+    dev = settings.with_values(
+        **{
             "cascade_profile": Profile.LAKEHOUSE,
             "nessie_ref": "dev",
             "marts_database_url": SecretStr(UNREACHABLE),
@@ -140,7 +140,7 @@ def test_the_lakehouse_source_pins_the_hash_its_snapshots_belong_to(
     monkeypatch.setattr(
         source_module, "nessie_reference_hash", lambda _settings, *a, **k: next(hashes)
     )
-    lakehouse = settings.model_copy(update={"cascade_profile": Profile.LAKEHOUSE})
+    lakehouse = settings.with_values(**{"cascade_profile": Profile.LAKEHOUSE})
 
     source = load_source(lakehouse, ["mrt_glucose_overview"], project=None)
 
@@ -173,14 +173,12 @@ def test_the_dsn_is_shown_without_its_password(
         resolve_dsn(settings)
     with pytest.raises(ConfigurationError) as invalid:
         resolve_dsn(
-            settings.model_copy(
-                update={"marts_database_url": SecretStr("host='unterminated pw=zz9")}
-            )
+            settings.with_values(**{"marts_database_url": SecretStr("host='unterminated pw=zz9")})
         )
     assert "zz9" not in str(invalid.value)
     for name in ("POSTGRES_PORT", "STACK_HOST", "MARTS_DB_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    lakehouse = settings.model_copy(update={"cascade_profile": Profile.LAKEHOUSE})
+    lakehouse = settings.with_values(**{"cascade_profile": Profile.LAKEHOUSE})
     assert mask_dsn(resolve_dsn(lakehouse)) == "postgresql://marts:***@127.0.0.1:55432/marts"
 
 
@@ -192,7 +190,7 @@ def test_settings_refuse_unsafe_schema_and_role_names(settings: Settings) -> Non
     ):
         with pytest.raises(ConfigurationError):
             load_settings(**bad)
-    assert load_settings(bi_reader_role="").bi_reader_role == ""
+    assert load_settings(bi_reader_role="").marts.bi_reader_role == ""
 
 
 def test_iceberg_types_map_to_postgresql_and_the_grain_gets_indexes() -> None:
@@ -244,7 +242,7 @@ def test_iceberg_types_map_to_postgresql_and_the_grain_gets_indexes() -> None:
 
 
 def test_grains_come_from_the_dbt_project() -> None:
-    project = dbt_project()
+    project = project_dir()
     assert project is not None
     assert expected_marts(project) == sorted(DEFAULT_GRAINS)
     grains = mart_grains(project)

@@ -193,7 +193,7 @@ class Launcher:
             argv += ["--site", site]
         self.started += 1
         logs = self.logs / f"run-{self.started:04d}"
-        home = settings.cascade_home
+        home = settings.lake.home
         home.mkdir(parents=True, exist_ok=True)
         pid = self.server.spawn(
             argv, cascade_env(settings, **(INGEST_ENV | env)), home, logs, gated=gated

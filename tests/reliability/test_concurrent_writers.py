@@ -37,7 +37,7 @@ def test_concurrent_writers_keep_every_document_exactly_once(
 ) -> None:
     with mode.server(subjects=len(SITES), days=DAYS, seed=40 + len(scenario)).start() as ns:
         settings = load_settings(cascade_home=tmp_path / "lake", nightscout_sites=mode.sites(ns))
-        reference = settings.model_copy(update={"cascade_home": tmp_path / "reference"})
+        reference = settings.with_values(**{"cascade_home": tmp_path / "reference"})
         load_lake_catalog(settings)  # the catalog database alone: see the brand-new home test
         seconds = run_rounds(
             processes, ns, mode, scenarios(WRITERS)[scenario], settings, reference, ROUNDS
@@ -62,7 +62,7 @@ def test_writers_racing_into_a_brand_new_home_all_succeed(
         ingest(reference, collections=COLLECTIONS)
         expected = lake_contents(reference, collections=COLLECTIONS)
         for home in range(NEW_HOMES):
-            settings = reference.model_copy(update={"cascade_home": tmp_path / f"home-{home}"})
+            settings = reference.with_values(**{"cascade_home": tmp_path / f"home-{home}"})
             for run in processes.race(settings, [None] * WRITERS, COLLECTIONS, **ENV):
                 run.assert_clean()
             assert_same(lake_contents(settings, collections=COLLECTIONS), expected, f"home {home}")

@@ -87,7 +87,7 @@ def test_every_fault_kind_at_a_steady_rate_is_survived_exactly(
         ns.reset_stats()
         ns.set_random_faults(FAULT_RATE, kinds, seed=SEED + run, delay_seconds=SLOW_SECONDS)
         try:
-            settings = served.settings.model_copy(update={"cascade_home": tmp_path / f"run-{run}"})
+            settings = served.settings.with_values(**{"cascade_home": tmp_path / f"run-{run}"})
             ingest(settings)
         finally:
             ns.clear_faults()
@@ -124,8 +124,8 @@ def test_a_site_that_never_recovers_fails_alone_and_the_next_run_is_exact(
     two_sites: Served, tmp_path: Path, kind: str
 ) -> None:
     ns, expected = two_sites.ns, two_sites.contents
-    settings = two_sites.settings.model_copy(
-        update={"cascade_home": tmp_path / "lake", "nightscout_max_retries": 1}
+    settings = two_sites.settings.with_values(
+        **{"cascade_home": tmp_path / "lake", "nightscout_max_retries": 1}
     )
     failing = False
 

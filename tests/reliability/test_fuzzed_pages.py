@@ -225,7 +225,7 @@ def test_every_served_document_becomes_a_row_or_a_reject_once(
     config = SiteConfig(
         id=site_id, url=lake.ns.site_url(site_id), token=TOKEN if api == "v3" else None
     )
-    settings = lake.settings.model_copy(update={"nightscout_sites": [config]})
+    settings = lake.settings.with_values(**{"nightscout_sites": [config]})
     wire = Wire()
     ingestor = Ingestor(settings, clients={site_id: _client(settings, config, wire)})
     try:
@@ -250,11 +250,11 @@ def _client(settings: Settings, site: SiteConfig, wire: Wire) -> NightscoutClien
     """The client `ingest` would make (`make_client`), on the recording transport."""
     return NightscoutClient(
         site,
-        page_size=settings.nightscout_page_size,
-        timeout_seconds=settings.nightscout_timeout_seconds,
-        max_retries=settings.nightscout_max_retries,
-        backoff_seconds=settings.nightscout_backoff_seconds,
-        concurrency=settings.nightscout_concurrency,
+        page_size=settings.nightscout.page_size,
+        timeout_seconds=settings.nightscout.timeout_seconds,
+        max_retries=settings.nightscout.max_retries,
+        backoff_seconds=settings.nightscout.backoff_seconds,
+        concurrency=settings.nightscout.concurrency,
         transport=wire,
     )
 

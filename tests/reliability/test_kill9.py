@@ -75,7 +75,7 @@ def references(
             settings = load_settings(cascade_home=root, nightscout_sites=mode.sites(ns))
             seconds = []
             for attempt in range(2):  # the shorter of two runs: kills must land inside runs
-                home = settings.model_copy(update={"cascade_home": root / f"run-{index}-{attempt}"})
+                home = settings.with_values(**{"cascade_home": root / f"run-{index}-{attempt}"})
                 started = time.monotonic()
                 processes.wait(processes.ingest(home)).assert_clean()
                 seconds.append(time.monotonic() - started)
@@ -99,8 +99,8 @@ def test_kill_minus_nine_at_random_points_then_resume_is_exact(
     for trial in range(KILL_TRIALS):
         draw = rng("kill9", trial)
         reference = references[MODES[trial % len(MODES)].name]
-        settings = reference.settings.model_copy(
-            update={"cascade_home": tmp_path / f"trial-{trial:03d}"}
+        settings = reference.settings.with_values(
+            **{"cascade_home": tmp_path / f"trial-{trial:03d}"}
         )
         kills = 2 if draw.random() < TWICE else 1
         where = []
@@ -137,8 +137,8 @@ def _assert_stage_rebuilds(
     settings: Settings, home: Path, reference: Reference, label: str
 ) -> None:
     """The trial's stage alone rebuilds the same lake (pages are landed before their commit)."""
-    rebuild = settings.model_copy(
-        update={"cascade_home": home, "iceberg_staging_path": settings.staging_path}
+    rebuild = settings.with_values(
+        **{"cascade_home": home, "iceberg_staging_path": settings.lake.staging_path}
     )
     ingest(rebuild, from_stage=True)
     assert_same(lake_contents(rebuild), reference.contents, f"{label}, rebuilt from stage")
@@ -185,8 +185,8 @@ def test_a_page_cut_short_by_a_kill_leaves_a_stage_that_still_rebuilds(
 ) -> None:
     """The kill trials rarely land inside a page's write (it takes microseconds): this one does."""
     reference = references[V1.name]
-    settings = reference.settings.model_copy(
-        update={
+    settings = reference.settings.with_values(
+        **{
             "cascade_home": tmp_path / "killed",
             "nightscout_page_size": int(INGEST_ENV["NIGHTSCOUT_PAGE_SIZE"]),
             "ingest_commit_rows": int(INGEST_ENV["INGEST_COMMIT_ROWS"]),

@@ -48,10 +48,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         patch.chdir(home)
         settings = load_settings(cascade_home=home / "lake", nightscout_backoff_seconds=0.01)
         with FakeNightscout.synthetic(subjects=2, days=2, seed=7).start() as ns:
-            settings = settings.model_copy(
-                update={
-                    "nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]
-                }
+            settings = settings.with_values(
+                **{"nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]}
             )
             ingest(settings)
         yield settings
@@ -62,13 +60,13 @@ def data_file(lake: Settings) -> Path:
     """A live data file of raw.entries' current snapshot."""
     table = load_lake_catalog(lake).load_table("raw.entries")
     path = Path(table.inspect.files()["file_path"][0].as_py().removeprefix("file://"))
-    assert path.is_file() and path.is_relative_to(lake.warehouse_path)
+    assert path.is_file() and path.is_relative_to(lake.lake.warehouse_path)
     return path
 
 
 def lake_files(settings: Settings) -> dict[str, str]:
     """Every file of the lake's home (catalog, warehouse, stage) with its SHA-256."""
-    home = settings.cascade_home
+    home = settings.lake.home
     return {
         str(path.relative_to(home)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(home.rglob("*"))
@@ -154,7 +152,7 @@ def test_selects_over_the_lake_work(lake: Settings) -> None:
 def test_statements_that_are_not_reads_are_refused(
     lake: Settings, data_file: Path, sql: str, kind: str
 ) -> None:
-    statement = sql.format(data=data_file, home=lake.cascade_home)
+    statement = sql.format(data=data_file, home=lake.lake.home)
     message = refused(lake, statement)
     assert message.startswith(f"cascade query is read-only: {kind}"), message
     assert "not allowed (only SELECT)" in message, message
@@ -183,7 +181,7 @@ def test_the_data_file_is_untouched_and_still_read(lake: Settings, data_file: Pa
     ],
 )
 def test_reading_outside_the_lake_is_refused(lake: Settings, sql: str) -> None:
-    statement = sql.format(home=lake.cascade_home.resolve(), warehouse=lake.warehouse_path)
+    statement = sql.format(home=lake.lake.home.resolve(), warehouse=lake.lake.warehouse_path)
     message = refused(lake, statement)
     assert message.startswith("cascade query reads only the lake"), message
     assert "reading outside the lake is not allowed" in message
@@ -208,7 +206,7 @@ def test_reading_outside_the_lake_is_refused(lake: Settings, sql: str) -> None:
 def test_table_functions_that_are_not_reads_are_refused(
     lake: Settings, sql: str, function: str
 ) -> None:
-    logs = lake.warehouse_path / "logs"
+    logs = lake.lake.warehouse_path / "logs"
     message = refused(lake, sql.format(logs=logs))
     assert message.startswith(f"cascade query is read-only: the function {function}()"), message
     assert not logs.exists()
@@ -277,7 +275,7 @@ def test_cascade_query_refuses_a_copy_over_a_data_file(lake: Settings, data_file
     }
     result = subprocess.run(
         [sys.executable, "-m", "cascade", "query", f"COPY (select 1) TO '{data_file}'"],
-        env=dict(env, CASCADE_HOME=str(lake.cascade_home), COLUMNS="300"),
+        env=dict(env, CASCADE_HOME=str(lake.lake.home), COLUMNS="300"),
         capture_output=True,
         text=True,
         timeout=300,

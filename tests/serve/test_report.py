@@ -49,10 +49,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         patch.chdir(home)
         settings = load_settings(cascade_home=home / "lake", nightscout_backoff_seconds=0.01)
         with FakeNightscout.synthetic(subjects=1, days=15, seed=11).start() as ns:
-            settings = settings.model_copy(
-                update={
-                    "nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]
-                }
+            settings = settings.with_values(
+                **{"nightscout_sites": [SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids]}
             )
             ingest(settings)
         transform(settings)

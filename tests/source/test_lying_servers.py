@@ -117,7 +117,7 @@ def test_a_malformed_token_exchange_reply_is_a_clear_error(reply: Any) -> None:
 def test_a_lying_reply_leaves_the_cursor_where_it_was(settings: Settings) -> None:
     with FakeNightscout.synthetic(subjects=1, days=1, seed=2).start() as ns:
         site = SiteConfig(id="subject-01", url=ns.site_url("subject-01"))
-        settings = settings.model_copy(update={"nightscout_sites": [site]})
+        settings = settings.with_values(**{"nightscout_sites": [site]})
         Ingestor(settings).run([site], ("entries",))
     before = read_cursor(load_lake_catalog(settings).load_table("raw.entries"), "subject-01")
     maintenance = httpx.MockTransport(

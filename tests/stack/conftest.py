@@ -20,9 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cascade.config import Settings, SiteConfig
+from cascade.branching import BRANCHES
+from cascade.config import Settings, SiteConfig, load_settings
 from cascade_dev.fake_nightscout.server import FakeNightscout
-from cascade_dev.stack import StackSettings, down, load_stack_settings, trino_query, up
+from cascade_dev.stack import down, trino_query, up
 
 log = logging.getLogger("cascade_dev.stack")
 
@@ -41,12 +42,12 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def stack_settings() -> Iterator[StackSettings]:
+def stack_settings() -> Iterator[Settings]:
     # Under /tmp (world-searchable), made searchable itself: the postgres user must reach its data.
     home = Path(tempfile.mkdtemp(prefix="cascade-test-stack-"))
     home.chmod(0o755)
     postgres, minio, console, nessie, management, trino = _free_ports(6)
-    settings = load_stack_settings(
+    settings = load_settings(
         cascade_stack_home=home,
         postgres_port=postgres,
         minio_port=minio,
@@ -62,7 +63,7 @@ def stack_settings() -> Iterator[StackSettings]:
 
 
 @pytest.fixture(scope="session")
-def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
+def stack(stack_settings: Settings) -> Iterator[Settings]:
     """The whole stack, running and healthy, for the session."""
     started = time.monotonic()
     try:
@@ -78,11 +79,11 @@ def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
 
 
 @pytest.fixture(scope="session")
-def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
+def lakehouse(stack: Settings) -> Callable[..., Settings]:
     """Settings of the `lakehouse` profile on the test stack, reading the given fake's sites, on `ref`."""
 
     def build(home: Path, ns: FakeNightscout, ref: str) -> Settings:
-        return stack.lakehouse_settings(
+        return stack.on_local_stack(
             ref,
             cascade_home=home,
             nightscout_sites=[SiteConfig(id=s, url=ns.site_url(s)) for s in ns.site_ids],
@@ -91,35 +92,34 @@ def lakehouse(stack: StackSettings) -> Callable[..., Settings]:
     return build
 
 
-#: Trino catalog bound to each Nessie branch (deploy/config/trino/catalog).
-TRINO_CATALOGS = {"main": "iceberg", "dev": "iceberg_dev"}
+#: Trino catalog bound to each Nessie branch (the branch model).
+TRINO_CATALOGS = {branch.ref: branch.trino_catalog for branch in BRANCHES}
 # `_cascade`: the dbt project's incremental bookkeeping tables (e.g. glycemic events' day versions).
 CASCADE_NAMESPACES = ("raw", "bronze", "silver", "gold", "marts", "_cascade")
 
 
 @pytest.fixture(scope="session")
-def empty_branch(stack: StackSettings) -> Callable[[str], None]:
+def empty_branch(stack: Settings) -> Callable[[str], None]:
     """Drop every table and view Cascade writes on a branch, so a test starts from nothing there."""
 
     def empty(ref: str) -> None:
         for namespace in CASCADE_NAMESPACES:
             trino_query(
-                stack.trino_uri, f"drop schema if exists {TRINO_CATALOGS[ref]}.{namespace} cascade"
+                stack.stack_trino_uri,
+                f"drop schema if exists {TRINO_CATALOGS[ref]}.{namespace} cascade",
             )
 
     return empty
 
 
 @pytest.fixture(scope="session")
-def fresh_main_and_dev(
-    stack: StackSettings, empty_branch: Callable[[str], None]
-) -> Callable[[], None]:
+def fresh_main_and_dev(stack: Settings, empty_branch: Callable[[str], None]) -> Callable[[], None]:
     """Empty `main`, then point `dev` at main's head: both start from nothing, and dev's work
     merges into main without conflicts (write-audit-publish from a clean slate)."""
 
     def reset() -> None:
         empty_branch("main")
-        api = f"{stack.nessie_uri}/api/v2/trees"
+        api = f"{stack.stack.nessie_uri}/api/v2/trees"
         main = httpx.get(f"{api}/main").json()["reference"]
         dev = httpx.get(f"{api}/dev").json()["reference"]
         assigned = httpx.put(f"{api}/dev@{dev['hash']}", json=main)

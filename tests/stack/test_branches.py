@@ -14,7 +14,6 @@ from cascade.exceptions import CascadeError, LakeError
 from cascade.lake.branches import branch_hash, ensure_branches, promote
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.nessie import EMPTY_BRANCH_HASH, NessieClient
-from cascade_dev.stack import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration]
 
@@ -22,14 +21,14 @@ ROWS = pa.table({"reading": pa.array([100, 180], pa.int64())})
 
 
 @pytest.fixture
-def branches(stack: StackSettings) -> Callable[..., tuple[Settings, Settings]]:
+def branches(stack: Settings) -> Callable[..., tuple[Settings, Settings]]:
     """Two new branches: (settings on the source, settings on the target).
 
     By default both fork from a new base branch with one commit (a common ancestor, as `dev` and
     `main` have once the stack ran); `empty=True` makes both branches with no commit at all, as a
     new stack's `main` is.
     """
-    api = f"{stack.nessie_uri}/api/v2/trees"
+    api = f"{stack.stack.nessie_uri}/api/v2/trees"
 
     def branch(role: str, at: str) -> Settings:
         name = f"{role}-{uuid.uuid4().hex[:8]}"
@@ -39,14 +38,14 @@ def branches(stack: StackSettings) -> Callable[..., tuple[Settings, Settings]]:
             json={"type": "BRANCH", "name": "main", "hash": at},
         )
         assert created.status_code == 200, created.text
-        return stack.lakehouse_settings(name)
+        return stack.on_local_stack(name)
 
     def create(*, empty: bool = False) -> tuple[Settings, Settings]:
         fork = EMPTY_BRANCH_HASH
         if not empty:
             base = branch("base", EMPTY_BRANCH_HASH)
             _write(base, "scratch.base")
-            fork = branch_hash(base, base.nessie_ref)
+            fork = branch_hash(base, base.nessie.ref)
         return branch("source", fork), branch("target", fork)
 
     return create
@@ -66,17 +65,17 @@ def test_promote_merges_every_table_at_once_and_twice_is_a_no_op(
     _write(source, "scratch.readings")
     _write(source, "scratch.events")
 
-    promotion = promote(source, target=target.nessie_ref)
+    promotion = promote(source, target=target.nessie.ref)
 
     assert promotion.applied
-    assert promotion.target_hash == branch_hash(target, target.nessie_ref)
+    assert promotion.target_hash == branch_hash(target, target.nessie.ref)
     assert set(promotion.tables) >= {"scratch.readings", "scratch.events"}
     on_target = load_lake_catalog(target).load_table("scratch.readings")
     on_source = load_lake_catalog(source).load_table("scratch.readings")
     assert on_target.metadata_location == on_source.metadata_location
     assert on_target.scan().to_arrow().num_rows == 2
 
-    again = promote(source, target=target.nessie_ref)
+    again = promote(source, target=target.nessie.ref)
     assert not again.applied and "nothing to merge" in again.summary()
 
 
@@ -86,13 +85,13 @@ def test_a_branch_without_commits_is_fast_forwarded(
     source, target = branches(empty=True)  # a new stack's main: Nessie cannot merge into it
     _write(source)
 
-    promotion = promote(source, target=target.nessie_ref)
+    promotion = promote(source, target=target.nessie.ref)
 
     assert promotion.applied and promotion.target_hash == promotion.source_hash
     assert "scratch.readings" in promotion.tables
     assert load_lake_catalog(target).load_table("scratch.readings").scan().to_arrow().num_rows == 2
     _write(source, "scratch.events")  # from now on, promote merges
-    assert promote(source, target=target.nessie_ref).tables == ("scratch.events",)
+    assert promote(source, target=target.nessie.ref).tables == ("scratch.events",)
 
 
 def test_branches_without_a_common_ancestor_are_refused_clearly(
@@ -104,7 +103,7 @@ def test_branches_without_a_common_ancestor_are_refused_clearly(
     with pytest.raises(
         LakeError, match=r"Nothing was merged: .* was made before .* had any commit"
     ):
-        promote(source, target=target.nessie_ref)
+        promote(source, target=target.nessie.ref)
 
 
 def test_a_conflict_merges_nothing_and_says_why(
@@ -113,12 +112,12 @@ def test_a_conflict_merges_nothing_and_says_why(
     source, target = branches()
     _write(source)
     _write(target)  # the same table written on both sides
-    before = branch_hash(target, target.nessie_ref)
+    before = branch_hash(target, target.nessie.ref)
 
     with pytest.raises(LakeError, match=r"\(409\).*scratch\.readings.*Nothing was merged"):
-        promote(source, target=target.nessie_ref)
+        promote(source, target=target.nessie.ref)
 
-    assert branch_hash(target, target.nessie_ref) == before
+    assert branch_hash(target, target.nessie.ref) == before
 
 
 def test_promote_refuses_what_cannot_work(
@@ -126,17 +125,17 @@ def test_promote_refuses_what_cannot_work(
 ) -> None:
     source, target = branches()
     with pytest.raises(LakeError, match="no branch 'gone'"):
-        promote(source, source="gone", target=target.nessie_ref)
+        promote(source, source="gone", target=target.nessie.ref)
     with pytest.raises(LakeError, match="nothing to promote"):
-        promote(source, target=source.nessie_ref)
-    local = source.model_copy(update={"cascade_profile": Profile.LOCAL})
+        promote(source, target=source.nessie.ref)
+    local = source.with_values(**{"cascade_profile": Profile.LOCAL})
     with pytest.raises(LakeError, match=r"no branches.*CASCADE_PROFILE=lakehouse"):
-        promote(local, target=target.nessie_ref)
+        promote(local, target=target.nessie.ref)
 
 
-def test_ensure_branches_creates_the_missing_ones_from_main_once(stack: StackSettings) -> None:
+def test_ensure_branches_creates_the_missing_ones_from_main_once(stack: Settings) -> None:
     names = [f"ensure-{uuid.uuid4().hex[:8]}", f"ensure-{uuid.uuid4().hex[:8]}/nested"]
-    with NessieClient(stack.nessie_uri) as nessie:
+    with NessieClient(stack.stack.nessie_uri) as nessie:
         main = nessie.branch_hash("main")
         assert ensure_branches(nessie, names) == names
         assert [nessie.branch_hash(name) for name in names] == [main, main]
@@ -144,8 +143,8 @@ def test_ensure_branches_creates_the_missing_ones_from_main_once(stack: StackSet
         assert set(names) <= set(nessie.branches())
 
 
-def test_a_name_nessie_would_refuse_is_refused_before_any_request(stack: StackSettings) -> None:
-    with NessieClient(stack.nessie_uri) as nessie:
+def test_a_name_nessie_would_refuse_is_refused_before_any_request(stack: Settings) -> None:
+    with NessieClient(stack.stack.nessie_uri) as nessie:
         before = nessie.branches()
         for bad in ("1starts-with-a-digit", "two..dots", "ends/", "white space", "a?b=c"):
             with pytest.raises(CascadeError, match="not a valid Nessie branch name"):
@@ -154,7 +153,7 @@ def test_a_name_nessie_would_refuse_is_refused_before_any_request(stack: StackSe
 
 
 def test_cascade_branch_create_and_list_on_the_real_nessie(
-    stack: StackSettings, monkeypatch: pytest.MonkeyPatch
+    stack: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
@@ -162,7 +161,7 @@ def test_cascade_branch_create_and_list_on_the_real_nessie(
     from cascade.config import get_settings
 
     name = f"cli-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("NESSIE_URI", stack.nessie_uri)
+    monkeypatch.setenv("NESSIE_URI", stack.stack.nessie_uri)
     monkeypatch.setenv("COLUMNS", "200")
     get_settings.cache_clear()
     try:
@@ -174,7 +173,7 @@ def test_cascade_branch_create_and_list_on_the_real_nessie(
     assert created.exit_code == 0, created.output
     assert f"branch {name}: created from main" in created.output
     assert f"branch {name}: exists" in again.output
-    with NessieClient(stack.nessie_uri) as nessie:
+    with NessieClient(stack.stack.nessie_uri) as nessie:
         head = nessie.branch_hash(name)[:12]
     assert any(name in line and head in line for line in listed.output.splitlines())
     assert any("dev" in line and "iceberg_dev" in line for line in listed.output.splitlines())

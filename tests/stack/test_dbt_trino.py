@@ -14,7 +14,7 @@ from cascade.lake.ingest import ingest
 from cascade.transform import transform
 from cascade.transform.trino import PROJECT_PROPERTY
 from cascade_dev.fake_nightscout.server import FakeNightscout
-from cascade_dev.stack import StackSettings, trino_query
+from cascade_dev.stack import trino_query
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -28,7 +28,7 @@ INCREMENTAL = {
 
 
 def test_the_project_builds_on_trino_on_main_then_runs_incrementally(
-    stack: StackSettings,
+    stack: Settings,
     lakehouse: Callable[..., Settings],
     empty_branch: Callable[[str], None],
     tmp_path: Path,
@@ -47,13 +47,13 @@ def test_the_project_builds_on_trino_on_main_then_runs_incrementally(
 
     # The tables are on main (catalog iceberg), daily partitions for readings.
     overview = trino_query(
-        stack.trino_uri,
+        stack.stack_trino_uri,
         "select site_id, tir_pct + tbr_pct + tar_pct from iceberg.marts.mrt_glucose_overview",
     )
     assert [row[0] for row in overview] == ["subject-01"]
     assert abs(overview[0][1] - 100) < 0.01
     partitions, days = trino_query(
-        stack.trino_uri,
+        stack.stack_trino_uri,
         'select (select count(*) from iceberg.silver."fct_glucose_readings$partitions"), '
         "count(distinct date(event_at)) from iceberg.silver.fct_glucose_readings",
     )[0]

@@ -21,7 +21,6 @@ from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.lake.nessie import EMPTY_BRANCH_HASH
 from cascade.lake.tables import ensure_raw_table, ensure_rejects_table
-from cascade_dev.stack import StackSettings
 from reliability.harness import (
     V1_V3,
     Launcher,
@@ -48,16 +47,16 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
         yield started
 
 
-def _branch(stack: StackSettings, home: Path, role: str, sites: object) -> Settings:
+def _branch(stack: Settings, home: Path, role: str, sites: object) -> Settings:
     """Settings on a new, empty Nessie branch, with a stage prefix of its own."""
     name = f"reliability-{role}-{uuid.uuid4().hex[:8]}"
     created = httpx.post(
-        f"{stack.nessie_uri}/api/v2/trees",
+        f"{stack.stack.nessie_uri}/api/v2/trees",
         params={"name": name, "type": "BRANCH"},
         json={"type": "BRANCH", "name": "main", "hash": EMPTY_BRANCH_HASH},
     )
     assert created.status_code == 200, created.text
-    return stack.lakehouse_settings(
+    return stack.on_local_stack(
         name,
         cascade_home=home / role,
         nightscout_sites=sites,
@@ -67,7 +66,7 @@ def _branch(stack: StackSettings, home: Path, role: str, sites: object) -> Setti
 
 @pytest.mark.parametrize(("scenario", "mode"), CASES, ids=[f"{s}-{m.name}" for s, m in CASES])
 def test_concurrent_writers_on_the_lakehouse_keep_every_document_exactly_once(
-    stack: StackSettings, processes: Launcher, tmp_path: Path, scenario: str, mode: Mode
+    stack: Settings, processes: Launcher, tmp_path: Path, scenario: str, mode: Mode
 ) -> None:
     with mode.server(subjects=len(SITES), days=DAYS, seed=70 + len(scenario)).start() as ns:
         settings = _branch(stack, tmp_path, "writers", mode.sites(ns))
@@ -95,7 +94,7 @@ NEW_BRANCHES = trials(3)
 
 
 def test_writers_racing_into_new_tables_on_the_lakehouse_lose_nothing(
-    stack: StackSettings, processes: Launcher, tmp_path: Path
+    stack: Settings, processes: Launcher, tmp_path: Path
 ) -> None:
     with V1_V3.server(subjects=WRITERS, days=DAYS, seed=79).start() as ns:
         reference = _branch(stack, tmp_path, "reference", V1_V3.sites(ns))

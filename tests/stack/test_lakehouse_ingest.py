@@ -16,7 +16,7 @@ from cascade.lake.ingest import ingest
 from cascade.serve.query import run_query
 from cascade_dev.fake_nightscout.server import FakeNightscout
 from cascade_dev.fake_nightscout.synthetic import dirty_record_counts
-from cascade_dev.stack import StackSettings, trino_query
+from cascade_dev.stack import trino_query
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -24,7 +24,7 @@ DAYS = 3
 
 
 def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(
-    stack: StackSettings,
+    stack: Settings,
     lakehouse: Callable[..., Settings],
     empty_branch: Callable[[str], None],
     tmp_path: Path,
@@ -47,22 +47,24 @@ def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(
     assert table.metadata_location.startswith("s3://lake/warehouse/")
 
     # Trino reads it through the `iceberg` catalog (Nessie main), at once.
-    assert trino_query(stack.trino_uri, "select count(*) from iceberg.raw.entries") == [[expected]]
+    assert trino_query(stack.stack_trino_uri, "select count(*) from iceberg.raw.entries") == [
+        [expected]
+    ]
     partitions = trino_query(
-        stack.trino_uri, 'select count(*) from iceberg.raw."entries$partitions"'
+        stack.stack_trino_uri, 'select count(*) from iceberg.raw."entries$partitions"'
     )[0][0]
     days = trino_query(
-        stack.trino_uri, "select count(distinct date(event_at)) from iceberg.raw.entries"
+        stack.stack_trino_uri, "select count(distinct date(event_at)) from iceberg.raw.entries"
     )[0][0]
     assert partitions == days >= DAYS
 
     # The data files sit in daily partitions on MinIO, and the landed pages under stage/.
     s3 = pafs.S3FileSystem(
-        access_key=stack.minio_root_user.get_secret_value(),
-        secret_key=stack.minio_root_password.get_secret_value(),
-        endpoint_override=stack.s3_endpoint.split("//", 1)[1],
+        access_key=stack.stack.minio_root_user.get_secret_value(),
+        secret_key=stack.stack.minio_root_password.get_secret_value(),
+        endpoint_override=stack.stack.s3_endpoint.split("//", 1)[1],
         scheme="http",
-        region=stack.s3_region,
+        region=stack.s3.region,
     )
     files = [
         f.path
@@ -81,7 +83,7 @@ def test_ingest_lands_in_nessie_on_minio_and_every_engine_reads_it(
 
 
 def test_dev_and_main_are_isolated(
-    stack: StackSettings, lakehouse: Callable[..., Settings], tmp_path: Path
+    stack: Settings, lakehouse: Callable[..., Settings], tmp_path: Path
 ) -> None:
     with FakeNightscout.synthetic(subjects=2, days=1, seed=32).start() as ns:
         dev = lakehouse(tmp_path / "dev", ns, "dev")
@@ -89,10 +91,11 @@ def test_dev_and_main_are_isolated(
     on_dev = load_lake_catalog(dev).load_table("raw.treatments").scan().to_arrow()
     assert pc.count_distinct(on_dev["site_id"]).as_py() >= 1
     on_main = trino_query(
-        stack.trino_uri, "select count(*) from iceberg.raw.treatments where site_id = 'subject-02'"
+        stack.stack_trino_uri,
+        "select count(*) from iceberg.raw.treatments where site_id = 'subject-02'",
     )
     on_dev_trino = trino_query(
-        stack.trino_uri,
+        stack.stack_trino_uri,
         "select count(*) from iceberg_dev.raw.treatments where site_id = 'subject-02'",
     )
     assert on_main == [[0]]

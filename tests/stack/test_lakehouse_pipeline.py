@@ -33,7 +33,6 @@ from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.pipeline import run_pipeline
 from cascade_dev.fake_nightscout.server import FakeNightscout
-from cascade_dev.stack import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(2400)]
 
@@ -99,7 +98,7 @@ def lake_tables(settings: Settings) -> dict[str, tuple[list[str], list[tuple[Any
     return tables
 
 
-def _environment(settings: Settings, stack: StackSettings, **extra: str) -> dict[str, str]:
+def _environment(settings: Settings, stack: Settings, **extra: str) -> dict[str, str]:
     """The lakehouse profile as a person sets it: environment variables only."""
     env = {
         k: v
@@ -109,16 +108,18 @@ def _environment(settings: Settings, stack: StackSettings, **extra: str) -> dict
     }
     env.update(
         CASCADE_PROFILE="lakehouse",
-        CASCADE_HOME=str(settings.cascade_home),
-        NESSIE_URI=settings.nessie_uri,
-        NESSIE_REF=settings.nessie_ref,
-        S3_ENDPOINT=settings.s3_endpoint,
-        S3_ACCESS_KEY_ID=stack.minio_root_user.get_secret_value(),
-        S3_SECRET_ACCESS_KEY=stack.minio_root_password.get_secret_value(),
-        S3_REGION=settings.s3_region,
-        TRINO_HOST=settings.trino_host,
-        TRINO_PORT=str(settings.trino_port),
-        NIGHTSCOUT_SITES=json.dumps([{"id": s.id, "url": s.url} for s in settings.sites()]),
+        CASCADE_HOME=str(settings.lake.home),
+        NESSIE_URI=settings.nessie.uri,
+        NESSIE_REF=settings.nessie.ref,
+        S3_ENDPOINT=settings.s3.endpoint,
+        S3_ACCESS_KEY_ID=stack.stack.minio_root_user.get_secret_value(),
+        S3_SECRET_ACCESS_KEY=stack.stack.minio_root_password.get_secret_value(),
+        S3_REGION=settings.s3.region,
+        TRINO_HOST=settings.trino.host,
+        TRINO_PORT=str(settings.trino.port),
+        NIGHTSCOUT_SITES=json.dumps(
+            [{"id": s.id, "url": s.url} for s in settings.nightscout.sites()]
+        ),
         COLUMNS="200",
         **extra,
     )
@@ -160,7 +161,7 @@ def embedded(nightscout: FakeNightscout, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def lakehouse_run(
     nightscout: FakeNightscout,
-    stack: StackSettings,
+    stack: Settings,
     lakehouse: Callable[..., Settings],
     fresh_main_and_dev: Callable[[], None],
     tmp_path_factory: pytest.TempPathFactory,
@@ -170,7 +171,7 @@ def lakehouse_run(
     home = tmp_path_factory.mktemp("lakehouse")
     on_dev = lakehouse(home, nightscout, "dev")
     result = _cascade("run", "--promote", env=_environment(on_dev, stack))
-    return on_dev.model_copy(update={"nessie_ref": "main"}), result.stdout
+    return on_dev.with_values(**{"nessie_ref": "main"}), result.stdout
 
 
 def test_cascade_run_on_the_lakehouse_builds_on_dev_and_promotes_into_main(
@@ -181,7 +182,7 @@ def test_cascade_run_on_the_lakehouse_builds_on_dev_and_promotes_into_main(
     assert "tests passed" in printed
     assert "promote ok: merged dev @" in printed
     catalog = load_lake_catalog(settings)  # main
-    dev = load_lake_catalog(settings.model_copy(update={"nessie_ref": "dev"}))
+    dev = load_lake_catalog(settings.with_values(**{"nessie_ref": "dev"}))
     assert catalog.load_table("raw.entries").current_snapshot() is not None
     for name in ("raw.entries", "silver.fct_glucose_readings", "marts.mrt_agp"):
         assert catalog.load_table(name).metadata_location == dev.load_table(name).metadata_location
@@ -212,10 +213,10 @@ def test_duckdb_and_trino_build_the_same_tables_row_by_row(
 
 
 def test_published_lakehouse_marts_equal_the_embedded_marts(
-    embedded: Settings, lakehouse_run: tuple[Settings, str], stack: StackSettings
+    embedded: Settings, lakehouse_run: tuple[Settings, str], stack: Settings
 ) -> None:
     settings, _ = lakehouse_run
-    dsn = stack.postgres_dsn("marts", "marts", stack.marts_db_password)
+    dsn = stack.stack.postgres_dsn("marts", "marts", stack.stack.marts_db_password)
     schema = "marts_lakehouse"
     printed = _cascade(
         "publish",
@@ -240,7 +241,7 @@ def test_published_lakehouse_marts_equal_the_embedded_marts(
     assert len(published) == 5
 
     # Each mart records the Nessie commit of main it came from: main's head after the run.
-    head = httpx.get(f"{settings.nessie_uri}/api/v2/trees/main").json()["reference"]["hash"]
+    head = httpx.get(f"{settings.nessie.uri}/api/v2/trees/main").json()["reference"]["hash"]
     assert sorted(provenance) == sorted(
         ("marts." + n.split(".")[1], "main", head) for n in published
     )

@@ -17,7 +17,8 @@ from pyarrow import fs
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 
-from cascade_dev.stack import SERVICES, StackSettings, down, logs, status, trino_query, up
+from cascade.config import Settings
+from cascade_dev.stack import SERVICES, down, logs, status, trino_query, up
 
 # `integration` too, so `make test-unit` (-m "not integration") never starts the stack.
 pytestmark = [pytest.mark.stack, pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -30,13 +31,13 @@ SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("branch
 written: dict[tuple[str, str], int] = {}
 
 
-def catalog(settings: StackSettings, branch: str) -> Catalog:
+def catalog(settings: Settings, branch: str) -> Catalog:
     # The Nessie ref goes in the URI (PyIceberg's REST client ignores a separate ref parameter).
     return load_catalog(
         f"nessie-{branch}",
         type="rest",
-        uri=settings.iceberg_rest_uri(branch),
-        **settings.s3_properties(),
+        uri=settings.on_local_stack(branch).nessie.catalog_uri,
+        **settings.on_local_stack().s3.properties(),
     )
 
 
@@ -44,12 +45,12 @@ def rows(branch: str, ids: range) -> pa.Table:
     return pa.Table.from_pylist([{"id": i, "branch": branch} for i in ids], schema=SCHEMA)
 
 
-def trino(settings: StackSettings, sql: str) -> list[list[Any]]:
-    return trino_query(settings.trino_uri, sql)
+def trino(settings: Settings, sql: str) -> list[list[Any]]:
+    return trino_query(settings.stack_trino_uri, sql)
 
 
 def psql(
-    settings: StackSettings, user: str, password: str, database: str, sql: str
+    settings: Settings, user: str, password: str, database: str, sql: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -57,9 +58,9 @@ def psql(
             "-X",
             "-At",
             "-h",
-            settings.stack_host,
+            settings.stack.host,
             "-p",
-            str(settings.postgres_port),
+            str(settings.stack.postgres_port),
             "-U",
             user,
             "-d",
@@ -74,7 +75,7 @@ def psql(
     )
 
 
-def test_every_service_is_healthy_and_up_is_idempotent(stack: StackSettings) -> None:
+def test_every_service_is_healthy_and_up_is_idempotent(stack: Settings) -> None:
     before = {s.name: s for s in status(stack)}
     assert set(before) == set(SERVICES)
     for service in before.values():
@@ -87,30 +88,30 @@ def test_every_service_is_healthy_and_up_is_idempotent(stack: StackSettings) -> 
     assert "Listening on" in logs(stack, "nessie", lines=10_000)
 
 
-def test_the_lake_bucket_has_its_prefixes(stack: StackSettings) -> None:
+def test_the_lake_bucket_has_its_prefixes(stack: Settings) -> None:
     s3 = fs.S3FileSystem(
-        access_key=stack.minio_root_user.get_secret_value(),
-        secret_key=stack.minio_root_password.get_secret_value(),
-        endpoint_override=f"{stack.stack_host}:{stack.minio_port}",
+        access_key=stack.stack.minio_root_user.get_secret_value(),
+        secret_key=stack.stack.minio_root_password.get_secret_value(),
+        endpoint_override=f"{stack.stack.host}:{stack.stack.minio_port}",
         scheme="http",
-        region=stack.s3_region,
+        region=stack.s3.region,
     )
     found = {info.base_name for info in s3.get_file_info(fs.FileSelector("lake"))}
     assert {"warehouse", "stage"} <= found
 
 
-def test_postgres_roles_and_the_read_only_bi_role(stack: StackSettings) -> None:
+def test_postgres_roles_and_the_read_only_bi_role(stack: Settings) -> None:
     for database, field in (
         ("nessie", "nessie_db_password"),
         ("dagster", "dagster_db_password"),
         ("superset", "superset_db_password"),
         ("marts", "marts_db_password"),
     ):
-        password = getattr(stack, field).get_secret_value()
+        password = getattr(stack.stack, field).get_secret_value()
         result = psql(stack, database, password, database, "SELECT current_user")
         assert result.returncode == 0 and result.stdout.strip() == database, result.stderr
-    marts = stack.marts_db_password.get_secret_value()
-    bi = stack.bi_reader_password.get_secret_value()
+    marts = stack.stack.marts_db_password.get_secret_value()
+    bi = stack.stack.bi_reader_password.get_secret_value()
     table = f"bi_check_{RUN}"
     assert (
         psql(
@@ -130,7 +131,7 @@ def test_postgres_roles_and_the_read_only_bi_role(stack: StackSettings) -> None:
     assert trino(stack, f"SELECT x FROM postgres.public.{table}") == [[7]]
 
 
-def test_branches_main_and_dev_are_isolated(stack: StackSettings) -> None:
+def test_branches_main_and_dev_are_isolated(stack: Settings) -> None:
     dev, main = catalog(stack, "dev"), catalog(stack, "main")
     dev.create_namespace_if_not_exists(NAMESPACE)
     table = dev.create_table(f"{NAMESPACE}.readings", schema=SCHEMA)
@@ -155,7 +156,7 @@ def test_branches_main_and_dev_are_isolated(stack: StackSettings) -> None:
     assert set(dev_table.scan().to_arrow().column("branch").to_pylist()) == {"dev"}
 
 
-def test_trino_reads_what_pyiceberg_wrote(stack: StackSettings) -> None:
+def test_trino_reads_what_pyiceberg_wrote(stack: Settings) -> None:
     main = catalog(stack, "main")
     main.create_namespace_if_not_exists(NAMESPACE)
     table = main.create_table(f"{NAMESPACE}.from_pyiceberg", schema=SCHEMA)
@@ -171,7 +172,7 @@ def test_trino_reads_what_pyiceberg_wrote(stack: StackSettings) -> None:
     ]
 
 
-def test_pyiceberg_reads_what_trino_wrote(stack: StackSettings) -> None:
+def test_pyiceberg_reads_what_trino_wrote(stack: Settings) -> None:
     trino(stack, f"CREATE SCHEMA IF NOT EXISTS iceberg.{NAMESPACE}")
     trino(stack, f"CREATE TABLE iceberg.{NAMESPACE}.from_trino (id bigint, note varchar)")
     trino(
@@ -196,7 +197,7 @@ def test_pyiceberg_reads_what_trino_wrote(stack: StackSettings) -> None:
         catalog(stack, "dev").load_table(f"{NAMESPACE}.from_trino")
 
 
-def test_a_restart_of_every_service_loses_nothing(stack: StackSettings) -> None:
+def test_a_restart_of_every_service_loses_nothing(stack: Settings) -> None:
     assert written, "the earlier tests wrote nothing to check"
     snapshots = {
         key: catalog(stack, key[0])
@@ -223,7 +224,7 @@ def test_a_restart_of_every_service_loses_nothing(stack: StackSettings) -> None:
     result = psql(
         stack,
         "marts",
-        stack.marts_db_password.get_secret_value(),
+        stack.stack.marts_db_password.get_secret_value(),
         "marts",
         f"SELECT x FROM bi_check_{RUN}",
     )

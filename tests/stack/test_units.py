@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cascade.config import load_settings
 from cascade.exceptions import ConfigurationError
-from cascade_dev.stack import StackError, load_stack_settings
+from cascade_dev.stack import StackError
 from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
 from cascade_dev.stack.process import ManagedProcess, tail, wait_until
 from cascade_dev.stack.stack import _with_dependencies, logs
@@ -31,24 +32,24 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
-    settings = load_stack_settings()
+    settings = load_settings()
     assert settings.stack_home == (tmp_path / "home" / "stack").resolve()
-    assert settings.postgres_port == 55432
-    assert settings.iceberg_rest_uri("dev") == "http://127.0.0.1:19120/iceberg/dev"
+    assert settings.stack.postgres_port == 55432
+    assert settings.on_local_stack("dev").nessie.catalog_uri == "http://127.0.0.1:19120/iceberg/dev"
     assert "cascade-minio-secret" not in repr(settings)  # secrets stay hidden
 
     monkeypatch.setenv("CASCADE_STACK_HOME", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("POSTGRES_PORT", "6543")
     monkeypatch.setenv("TRINO_PLUGINS", "postgresql, iceberg")
-    settings = load_stack_settings()
+    settings = load_settings()
     assert settings.stack_home == (tmp_path / "elsewhere").resolve()
-    assert settings.postgres_port == 6543
-    assert settings.trino_plugin_names == ["iceberg", "postgresql"]
+    assert settings.stack.postgres_port == 6543
+    assert settings.stack.trino_plugin_names == ["iceberg", "postgresql"]
 
 
 def test_settings_refuse_a_short_minio_password() -> None:
     with pytest.raises(ConfigurationError, match="MINIO_ROOT_PASSWORD"):
-        load_stack_settings(minio_root_password="short")
+        load_settings(minio_root_password="short")
 
 
 def test_services_bring_their_dependencies() -> None:
@@ -60,7 +61,7 @@ def test_services_bring_their_dependencies() -> None:
 
 def test_logs_of_a_service_never_started(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="has no log yet"):
-        logs(load_stack_settings(cascade_stack_home=tmp_path), "trino")
+        logs(load_settings(cascade_stack_home=tmp_path), "trino")
 
 
 # ---- supervisor ----------------------------------------------------------------------------------

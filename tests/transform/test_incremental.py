@@ -164,7 +164,7 @@ def history(module_lake: tuple[Settings, Catalog]) -> History:
     write_raw(catalog, "entries", SITE, changes, ingested_at=t0 + timedelta(days=2))
     run("edited")
     run("full_refresh", full_refresh=True)
-    working_copy = settings.cascade_home / "transform.duckdb"
+    working_copy = settings.lake.home / "transform.duckdb"
     working_copy.unlink()  # the working copy is disposable
     run("rebuilt")
 

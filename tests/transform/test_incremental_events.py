@@ -76,7 +76,7 @@ def runs(module_lake: tuple[Settings, Catalog]) -> dict[str, Any]:
     out["full_refresh_events"] = events(catalog)
 
     # probe: stamp every event in the working copy, load one more reading on the last day
-    working_copy = settings.cascade_home / "transform.duckdb"
+    working_copy = settings.lake.home / "transform.duckdb"
     con = duckdb.connect(str(working_copy))
     try:
         con.execute(f"UPDATE gold.glycemic_events SET reading_count = {MARKER}")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 from pyiceberg.catalog import Catalog
 
+from cascade.config import load_settings
 from cascade.exceptions import TransformError
-from cascade.transform.build import build_args
+from cascade.transform.build import build_args, render_profiles
 from cascade.transform.project import PROJECT_DIR_ENV, project_dir, project_fingerprint
+from cascade.transform.trino import trino_target
 from cascade.transform.workspace import Workspace
 from cascade.transform.writeback import FINGERPRINT_PROPERTY, fingerprint, write_table
 
@@ -30,10 +34,12 @@ def test_project_dir_override_and_a_clear_error(
 ) -> None:
     (tmp_path / "dbt_project.yml").write_text("name: x\n")
     monkeypatch.setenv(PROJECT_DIR_ENV, str(tmp_path))
-    assert project_dir() == tmp_path.resolve()
+    settings = load_settings()
+    assert project_dir(settings.transform.dbt_project_dir) == tmp_path.resolve()
     monkeypatch.setenv(PROJECT_DIR_ENV, str(tmp_path / "missing"))
+    settings = load_settings()
     with pytest.raises(TransformError, match=PROJECT_DIR_ENV):
-        project_dir()
+        project_dir(settings.transform.dbt_project_dir)
 
 
 def test_project_fingerprint_follows_model_and_macro_definitions(tmp_path: Path) -> None:
@@ -68,6 +74,30 @@ def test_build_args(tmp_path: Path) -> None:
     )
     assert chosen[chosen.index("--select") + 1 :][:2] == ["gold", "dim_subject+"]
     assert "--full-refresh" in chosen and "--exclude-resource-type" not in chosen
+    assert chosen[chosen.index("--profiles-dir") + 1] == str(tmp_path / "profiles")
+
+
+def test_profiles_are_rendered_for_the_run_without_touching_the_environment(
+    tmp_path: Path,
+) -> None:
+    before = dict(os.environ)
+    workspace = Workspace(
+        tmp_path / "t.duckdb", tmp_path / "ext", tmp_path / "target", tmp_path / "logs"
+    )
+    local = yaml.safe_load(
+        (render_profiles(project_dir(), workspace.dbt_target(3)) / "profiles.yml").read_text()
+    )["cascade"]
+    assert local["target"] == "local"
+    assert local["outputs"]["local"]["path"] == str(tmp_path / "t.duckdb")
+    assert local["outputs"]["local"]["threads"] == 3
+    lakehouse = load_settings(CASCADE_HOME=tmp_path, NESSIE_REF="dev", TRINO_PORT=8181)
+    trino = yaml.safe_load(
+        (render_profiles(project_dir(), trino_target(lakehouse)) / "profiles.yml").read_text()
+    )["cascade"]
+    assert trino["target"] == "dev"
+    assert trino["outputs"]["dev"]["database"] == "iceberg_dev"
+    assert trino["outputs"]["dev"]["port"] == 8181
+    assert dict(os.environ) == before
 
 
 @pytest.fixture

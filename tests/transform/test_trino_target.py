@@ -28,10 +28,12 @@ def test_the_branch_picks_the_target_and_trino_comes_from_the_settings(tmp_path:
         "TRINO_HOST": "trino.internal",
         "TRINO_PORT": "8443",
         "TRINO_USER": "dbt",
+        "TRINO_CATALOG": "iceberg",  # main's catalog in the branch model
         "CASCADE_DBT_THREADS": "3",
     }
     assert prod.target_dir == tmp_path.resolve() / "dbt" / "prod" / "target"
-    dev = trino_target(settings.model_copy(update={"nessie_ref": "dev"}))
+    dev = trino_target(settings.with_values(**{"nessie_ref": "dev"}))
+    assert dev.environment["TRINO_CATALOG"] == "iceberg_dev"
     assert dev.name == "dev" and dev.log_dir == tmp_path.resolve() / "dbt" / "dev" / "logs"
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from cascade.cli import doctor, lake, publish, serve, transform
-from cascade.cli.output import Options, report_failure
+from cascade.cli.output import Options, configure_logging, report_failure
 
 app = typer.Typer(
     name="cascade",
@@ -39,6 +39,7 @@ def _global_options(
     ] = False,
 ) -> None:
     Options.debug = debug
+    configure_logging(debug)
 
 
 app.command()(lake.ingest)

@@ -30,7 +30,7 @@ def explain(exc: BaseException) -> str:
 def _explain(exc: BaseException, settings: Settings | None) -> str:
     if isinstance(exc, CascadeError):
         return str(exc)
-    home = str(settings.cascade_home.resolve()) if settings else "CASCADE_HOME"
+    home = str(settings.lake.home.resolve()) if settings else "CASCADE_HOME"
     os_error = _cause(exc, OSError)
     if os_error is not None and os_error.errno in _NO_SPACE:
         return (
@@ -44,7 +44,7 @@ def _explain(exc: BaseException, settings: Settings | None) -> str:
         )
     sqlite = _sqlite_reason(exc)
     if sqlite is not None:
-        catalog = settings.catalog_db_path if settings else "CASCADE_HOME/catalog.db"
+        catalog = settings.lake.catalog_db_path if settings else "CASCADE_HOME/catalog.db"
         if "full" in sqlite:
             return f"no space left for the lake's catalog {catalog}: free some space and run again"
         return (
@@ -107,12 +107,12 @@ def _secrets(settings: Settings | None) -> list[str]:
     if settings is None:
         return []
     values = [  # the S3 access key id is a name, not a secret (and often a common word)
-        settings.s3_secret_access_key,
-        settings.nightscout_api_secret,
-        settings.nightscout_token,
-        settings.marts_database_url,
+        settings.s3.secret_access_key,
+        settings.nightscout.api_secret,
+        settings.nightscout.token,
+        settings.marts.database_url,
     ]
-    for site in settings.sites():
+    for site in settings.nightscout.sites():
         values += [site.api_secret, site.token]
     found = [v.get_secret_value() for v in values if v is not None]
     for url in found[:]:

@@ -131,12 +131,12 @@ def branch_list() -> None:
 
     settings = get_settings()
     try:
-        with NessieClient(settings.nessie_uri) as nessie:
+        with NessieClient(settings.nessie.uri) as nessie:
             heads = nessie.branches()
     except CascadeError as exc:
         raise fail(exc) from None
     model = {b.ref: b for b in BRANCHES}
-    table = Table(title=f"Nessie branches at {settings.nessie_uri}")
+    table = Table(title=f"Nessie branches at {settings.nessie.uri}")
     for column in ("branch", "head", "dbt target", "Trino catalog"):
         table.add_column(column)
     for name, head in sorted(heads.items()):
@@ -163,7 +163,7 @@ def branch_create(
 
     settings = get_settings()
     try:
-        with NessieClient(settings.nessie_uri) as nessie:
+        with NessieClient(settings.nessie.uri) as nessie:
             created = ensure_branches(nessie, names)
     except CascadeError as exc:
         raise fail(exc) from None

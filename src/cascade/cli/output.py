@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -24,6 +25,24 @@ class OutputFormat(StrEnum):
 
 class Options:
     debug = False  # --debug: tracebacks for every failure
+
+
+def configure_logging(debug: bool) -> None:
+    """Where log records go: stderr, warnings and up (Cascade's own at debug level with --debug).
+
+    The only place logging is configured: library modules just `getLogger(__name__)`.
+    """
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        root.addHandler(RichHandler(console=errors, show_path=False, show_time=False))
+    root.setLevel(logging.WARNING)
+    for package in ("cascade", "cascade_dev"):
+        logging.getLogger(package).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # The trino client says "keyring module not found" on every connection dbt opens; OAuth2 (what
+    # the keyring would cache tokens for) is not used.
+    logging.getLogger("trino.auth").setLevel(logging.ERROR)
 
 
 def report_failure(exc: BaseException) -> None:

@@ -52,7 +52,7 @@ def _client(
     settings: Settings, client: NessieClient | None
 ) -> AbstractContextManager[NessieClient]:
     """The caller's client (left open), or a new one on NESSIE_URI closed after use."""
-    return nullcontext(client) if client is not None else NessieClient(settings.nessie_uri)
+    return nullcontext(client) if client is not None else NessieClient(settings.nessie.uri)
 
 
 def branch_hash(settings: Settings, ref: str, *, client: NessieClient | None = None) -> str:
@@ -85,11 +85,11 @@ def ensure_branches(nessie: NessieClient, names: Sequence[str] | None = None) ->
 
 def check_promotable(settings: Settings, source: str | None = None, target: str = MAIN.ref) -> str:
     """The branch to promote (default NESSIE_REF), or why there is none; asks Nessie nothing."""
-    if settings.cascade_profile is not Profile.LAKEHOUSE:
+    if settings.lake.profile is not Profile.LAKEHOUSE:
         raise LakeError(
             "the local profile's lake has no branches: promote needs CASCADE_PROFILE=lakehouse"
         )
-    source = source or settings.nessie_ref
+    source = source or settings.nessie.ref
     if source == target:
         raise LakeError(
             f"nothing to promote: {source!r} is the branch to promote into; build on another "

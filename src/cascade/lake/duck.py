@@ -47,16 +47,16 @@ def connect(
     for name in EXTENSIONS:
         con.execute(f"LOAD '{extension_path(name)}'")
     con.execute("SET TimeZone = 'UTC'")
-    if settings is not None and settings.cascade_profile is Profile.LAKEHOUSE:
-        endpoint = urlparse(settings.s3_endpoint)
+    if settings is not None and settings.lake.profile is Profile.LAKEHOUSE:
+        endpoint = urlparse(settings.s3.endpoint)
         con.execute(f"LOAD '{extension_path('httpfs')}'")
         con.execute(
             "CREATE OR REPLACE TEMPORARY SECRET lake_s3 (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, "
             "ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
             [
-                settings.s3_access_key_id.get_secret_value(),
-                settings.s3_secret_access_key.get_secret_value(),
-                settings.s3_region,
+                settings.s3.access_key_id.get_secret_value(),
+                settings.s3.secret_access_key.get_secret_value(),
+                settings.s3.region,
                 endpoint.netloc,
                 endpoint.scheme == "https",
             ],
@@ -68,9 +68,9 @@ def lake_roots(settings: Settings) -> list[str]:
     """Where the lake's tables live (data and metadata): the local warehouse directory, or the
     lakehouse warehouse prefix on S3. Each ends with a separator, so a sibling such as
     `warehouse-old/` is not inside it."""
-    if settings.cascade_profile is Profile.LAKEHOUSE:
-        return [settings.lake_warehouse.rstrip("/") + "/"]
-    return [str(settings.warehouse_path).rstrip(os.sep) + os.sep]
+    if settings.lake.profile is Profile.LAKEHOUSE:
+        return [settings.lake.warehouse_uri.rstrip("/") + "/"]
+    return [str(settings.lake.warehouse_path).rstrip(os.sep) + os.sep]
 
 
 def confine_to_lake(con: duckdb.DuckDBPyConnection, settings: Settings, scratch: Path) -> None:

@@ -150,11 +150,11 @@ def new_load_id() -> str:
 def make_client(settings: Settings, site: SiteConfig) -> NightscoutClient:
     return NightscoutClient(
         site,
-        page_size=settings.nightscout_page_size,
-        timeout_seconds=settings.nightscout_timeout_seconds,
-        max_retries=settings.nightscout_max_retries,
-        backoff_seconds=settings.nightscout_backoff_seconds,
-        concurrency=settings.nightscout_concurrency,
+        page_size=settings.nightscout.page_size,
+        timeout_seconds=settings.nightscout.timeout_seconds,
+        max_retries=settings.nightscout.max_retries,
+        backoff_seconds=settings.nightscout.backoff_seconds,
+        concurrency=settings.nightscout.concurrency,
     )
 
 
@@ -328,7 +328,7 @@ class Ingestor:
         self.stage = Stage.for_settings(settings)
         self._clients = clients or {}
         self.progress: ProgressCallback = progress or _no_progress
-        self.lookback = timedelta(hours=settings.nightscout_v1_lookback_hours)
+        self.lookback = timedelta(hours=settings.nightscout.v1_lookback_hours)
         self._failures: dict[str, NightscoutError] = {}  # the first error of each failed site
 
     def client(self, site: SiteConfig) -> NightscoutClient:
@@ -396,7 +396,7 @@ class Ingestor:
                     state.report.documents += len(staged.docs)
                     state.batch.add(staged.docs, now_ms=_ms(datetime.now(UTC)))
                     self.progress(site_id, name, len(staged.docs))
-                    if len(state.batch) >= self.settings.ingest_commit_rows:
+                    if len(state.batch) >= self.settings.nightscout.commit_rows:
                         self._commit(table, rejects, state, load_id)
                 self._commit(table, rejects, state, load_id)
                 state.report.seconds = time.perf_counter() - started
@@ -564,7 +564,7 @@ class Ingestor:
             for s in sites
         ]
         pending_sites = set(states)
-        concurrency = max(1, self.settings.ingest_site_concurrency)
+        concurrency = max(1, self.settings.nightscout.site_concurrency)
         started = 0
         for worker in workers[:concurrency]:
             worker.start()
@@ -608,7 +608,7 @@ class Ingestor:
                     part, value = item.cursor
                     state.cursor = {**(state.cursor or {}), part: value}
                 self.progress(item.site_id, name, len(page.docs))
-                if len(state.batch) >= self.settings.ingest_commit_rows:
+                if len(state.batch) >= self.settings.nightscout.commit_rows:
                     self._commit(table, rejects, state, load_id)
         finally:
             stop.set()
@@ -710,9 +710,11 @@ def ingest(
         get_collection(name)
     if from_stage:
         ingestor = Ingestor(settings, progress=progress)
-        ids = site_ids or [s.id for s in settings.sites()] or ingestor.stage.site_ids()
+        ids = site_ids or [s.id for s in settings.nightscout.sites()] or ingestor.stage.site_ids()
         return ingestor.rebuild_from_stage(ids, collections)
-    sites = [settings.site(i) for i in site_ids] if site_ids else settings.sites()
+    sites = (
+        [settings.nightscout.site(i) for i in site_ids] if site_ids else settings.nightscout.sites()
+    )
     if not sites:
         raise CascadeError(
             "no Nightscout site configured: set NIGHTSCOUT_URL (and NIGHTSCOUT_API_SECRET or "

@@ -42,18 +42,18 @@ class Stage:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Stage:
-        if settings.cascade_profile is Profile.LAKEHOUSE:
-            endpoint = urlparse(settings.s3_endpoint)
+        if settings.lake.profile is Profile.LAKEHOUSE:
+            endpoint = urlparse(settings.s3.endpoint)
             s3 = pafs.S3FileSystem(
-                access_key=settings.s3_access_key_id.get_secret_value(),
-                secret_key=settings.s3_secret_access_key.get_secret_value(),
+                access_key=settings.s3.access_key_id.get_secret_value(),
+                secret_key=settings.s3.secret_access_key.get_secret_value(),
                 endpoint_override=endpoint.netloc,
                 scheme=endpoint.scheme or "http",
-                region=settings.s3_region,
+                region=settings.s3.region,
                 force_virtual_addressing=False,
             )
-            return cls(settings.stage_uri, s3)
-        return cls(settings.stage_uri)
+            return cls(settings.lake.stage_uri, s3)
+        return cls(settings.lake.stage_uri)
 
     def _dir(self, site_id: str, collection: str, load_id: str | None = None) -> str:
         parts = [self.root, "nightscout", site_id, collection] + ([load_id] if load_id else [])

@@ -9,8 +9,8 @@ indexed on each mart's grain, readable by the BI role, with provenance in `<sche
 See docs/PUBLISH.md.
 """
 
+from cascade.exceptions import PublishError
 from cascade.publish.dsn import mask_dsn, resolve_dsn
 from cascade.publish.publisher import MartPublish, PublishResult, publish
-from cascade.publish.source import PublishError
 
 __all__ = ["MartPublish", "PublishError", "PublishResult", "mask_dsn", "publish", "resolve_dsn"]

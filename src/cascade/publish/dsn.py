@@ -22,13 +22,12 @@ NO_DSN_MESSAGE = (
 
 def resolve_dsn(settings: Settings) -> str:
     """The DSN to publish to: MARTS_DATABASE_URL, else (lakehouse profile) the local stack's marts DB."""
-    if settings.marts_database_url is not None and settings.marts_database_url.get_secret_value():
-        dsn = settings.marts_database_url.get_secret_value()
-    elif settings.cascade_profile is Profile.LAKEHOUSE:
-        from cascade_dev.stack.settings import load_stack_settings
-
-        stack = load_stack_settings()
-        dsn = stack.postgres_dsn("marts", "marts", stack.marts_db_password)
+    if settings.marts.database_url is not None and settings.marts.database_url.get_secret_value():
+        dsn = settings.marts.database_url.get_secret_value()
+    elif settings.lake.profile is Profile.LAKEHOUSE:
+        # The lakehouse default: the marts database of the local stack (STACK_HOST, POSTGRES_PORT,
+        # MARTS_DB_PASSWORD), as docker-compose and `cascade stack up` provision it.
+        dsn = settings.stack.postgres_dsn("marts", "marts", settings.stack.marts_db_password)
     else:
         raise ConfigurationError(NO_DSN_MESSAGE)
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,8 +28,16 @@ import psycopg
 import pyarrow as pa
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from cascade.config import Settings
+from cascade.exceptions import PublishError
 from cascade.publish.dsn import mask_dsn, resolve_dsn, scrub, with_options
 from cascade.publish.schema import (
     Layout,
@@ -41,16 +48,15 @@ from cascade.publish.schema import (
     quote_literal,
 )
 from cascade.publish.source import (
-    PublishError,
     Source,
     SourceMart,
     check_ref,
-    dbt_project,
     load_source,
     mart_grains,
 )
+from cascade.transform.project import project_dir
 
-log = logging.getLogger("cascade.publish")
+log = logging.getLogger(__name__)
 
 PUBLISHED_TABLE = "_published"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -139,7 +145,7 @@ def publish(
     check_ref(settings)
     dsn = resolve_dsn(settings)
     target = mask_dsn(dsn)
-    project = dbt_project()
+    project = project_dir(settings.transform.dbt_project_dir)
     source = load_source(settings, marts, project=project)
     grains = mart_grains(project)
     layouts: dict[str, Layout] = {}
@@ -196,9 +202,9 @@ class _Publisher:
         self.layouts = layouts
         self.target = target
         self.force = force
-        self.schema = settings.marts_schema
-        self.staging = f"{settings.marts_schema}_staging"
-        self.role = settings.bi_reader_role
+        self.schema = settings.marts.schema_name
+        self.staging = f"{settings.marts.schema_name}_staging"
+        self.role = settings.marts.bi_reader_role
         self._role_exists: bool | None = None
 
     # ---------------------------------------------------------------- helpers
@@ -404,36 +410,49 @@ class _Publisher:
 
     # ---------------------------------------------------------------- the swap
     def swap(self, marts: list[MartPublish], published_at: datetime) -> int:
-        """Swap every staged mart in, in one transaction; retry while readers hold the old ones."""
-        timeout = self.settings.publish_lock_timeout_seconds
-        wait = self.settings.publish_lock_wait_seconds
-        deadline = time.monotonic() + wait
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._swap_once(marts, published_at, timeout)
-                log.info("swapped %d marts into %s (lock try %d)", len(marts), self.schema, attempt)
-                return attempt
-            except pg_errors.LockNotAvailable:
-                blockers = self.blockers([m.mart for m in marts])
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PublishError(
-                        f"could not swap the new marts into {self.schema!r}: readers kept the old tables locked "
-                        f"for {wait:g}s ({attempt} tries of {timeout:g}s each; held by {blockers or 'sessions that ended meanwhile'}). "
-                        "The old marts are unchanged. End those sessions, or raise PUBLISH_LOCK_WAIT_SECONDS, and publish again"
-                    ) from None
-                pause = min(remaining, min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
-                log.info(
-                    "old marts locked by %s; trying again in %.1fs", blockers or "a reader", pause
-                )
-                time.sleep(pause)
-            except pg_errors.DependentObjectsStillExist as exc:
-                raise PublishError(
-                    f"cannot replace a mart in {self.schema!r}: other objects depend on it ({_first_line(exc)}); "
-                    "BI views over the marts must live elsewhere or be dropped first"
-                ) from None
+        """Swap every staged mart in, in one transaction; retry while readers hold the old ones.
+
+        Each try waits at most PUBLISH_LOCK_TIMEOUT_SECONDS for the locks; tries go on, with
+        jittered exponential pauses, until PUBLISH_LOCK_WAIT_SECONDS have passed.
+        """
+        timeout = self.settings.marts.lock_timeout_seconds
+        wait = self.settings.marts.lock_wait_seconds
+        names = [m.mart for m in marts]
+
+        def tell(state: RetryCallState) -> None:
+            log.info(
+                "old marts locked by %s; trying again in %.1fs",
+                self.blockers(names) or "a reader",
+                state.next_action.sleep if state.next_action else 0.0,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(pg_errors.LockNotAvailable),
+            stop=stop_before_delay(wait),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            before_sleep=tell,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._swap_once(marts, published_at, timeout)
+        except pg_errors.LockNotAvailable:
+            tries = retrying.statistics.get("attempt_number", 1)
+            blockers = self.blockers(names)
+            raise PublishError(
+                f"could not swap the new marts into {self.schema!r}: readers kept the old tables locked "
+                f"for {wait:g}s ({tries} tries of {timeout:g}s each; held by {blockers or 'sessions that ended meanwhile'}). "
+                "The old marts are unchanged. End those sessions, or raise PUBLISH_LOCK_WAIT_SECONDS, and publish again"
+            ) from None
+        except pg_errors.DependentObjectsStillExist as exc:
+            raise PublishError(
+                f"cannot replace a mart in {self.schema!r}: other objects depend on it ({_first_line(exc)}); "
+                "BI views over the marts must live elsewhere or be dropped first"
+            ) from None
+        tries = int(retrying.statistics.get("attempt_number", 1))
+        log.info("swapped %d marts into %s (lock try %d)", len(marts), self.schema, tries)
+        return tries
 
     def _swap_once(self, marts: list[MartPublish], published_at: datetime, timeout: float) -> None:
         with self.conn.transaction():

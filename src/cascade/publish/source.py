@@ -8,7 +8,6 @@ the tables are looked up, so the recorded hash and the snapshots belong together
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,11 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from cascade.branching import MAIN
 from cascade.config import Profile, Settings
-from cascade.exceptions import CascadeError, LakeError
+from cascade.exceptions import LakeError, PublishError
 from cascade.lake.branches import branch_hash
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.nessie import NessieClient
@@ -42,10 +42,6 @@ DEFAULT_GRAINS: dict[str, tuple[str, ...]] = {
     "mrt_glucose_hourly_patterns": ("site_id", "iso_day_of_week", "local_hour"),
     "mrt_agp": ("site_id", "time_bin"),
 }
-
-
-class PublishError(CascadeError):
-    """The marts could not be published; the message says why and what to do (never a secret)."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +78,10 @@ class Source:
 
 def check_ref(settings: Settings) -> None:
     """Refuse anything but Nessie's `main` on the lakehouse profile."""
-    if settings.cascade_profile is Profile.LAKEHOUSE and settings.nessie_ref != PUBLISH_REF:
+    if settings.lake.profile is Profile.LAKEHOUSE and settings.nessie.ref != PUBLISH_REF:
         raise PublishError(
             f"publish reads only Nessie's {PUBLISH_REF!r} branch (what has been validated), but "
-            f"NESSIE_REF is {settings.nessie_ref!r}: merge it into {PUBLISH_REF} first, then publish "
+            f"NESSIE_REF is {settings.nessie.ref!r}: merge it into {PUBLISH_REF} first, then publish "
             f"with NESSIE_REF={PUBLISH_REF}"
         )
 
@@ -105,20 +101,6 @@ def expected_marts(project: Path | None) -> list[str]:
     if project is None or not (project / "models" / "marts").is_dir():
         return []
     return sorted(p.stem for p in (project / "models" / "marts").glob("*.sql"))
-
-
-def dbt_project() -> Path | None:
-    """The dbt project directory, as `cascade.transform.project.project_dir` finds it.
-
-    Found here without importing `cascade.transform` (which loads dbt: seconds of start-up).
-    """
-    override = os.environ.get("CASCADE_DBT_PROJECT_DIR")
-    candidate = (
-        Path(override).expanduser().resolve()
-        if override
-        else Path(__file__).resolve().parents[1] / "transform" / "dbt_project"
-    )
-    return candidate if (candidate / "dbt_project.yml").is_file() else None
 
 
 def mart_grains(project: Path | None) -> dict[str, tuple[str, ...]]:
@@ -164,24 +146,42 @@ def load_source(
 ) -> Source:
     """The marts to publish, pinned to their current snapshots; refuses clearly when one is missing."""
     check_ref(settings)
-    lakehouse = settings.cascade_profile is Profile.LAKEHOUSE
-    catalog = load_lake_catalog(settings)
-    for _attempt in range(3):
-        before = nessie_reference_hash(settings) if lakehouse else None
-        marts = _load_marts(catalog, wanted, project)
-        after = nessie_reference_hash(settings) if lakehouse else None
-        if before == after:
-            return Source(
-                marts=marts,
-                profile=settings.cascade_profile.value,
-                nessie_ref=PUBLISH_REF if lakehouse else None,
-                nessie_hash=after,
-            )
-        log.info("Nessie's %s moved while the marts were looked up; looking again", PUBLISH_REF)
-        catalog = load_lake_catalog(settings)
-    raise PublishError(
-        f"Nessie's {PUBLISH_REF} kept moving while the marts were looked up (commits in progress?): try again"
-    )
+    lakehouse = settings.lake.profile is Profile.LAKEHOUSE
+    if not lakehouse:
+        return Source(
+            marts=_load_marts(load_lake_catalog(settings), wanted, project),
+            profile=settings.lake.profile.value,
+            nessie_ref=None,
+            nessie_hash=None,
+        )
+
+    def pinned() -> Source:
+        """The marts and main's commit, if main did not move while they were looked up."""
+        before = nessie_reference_hash(settings)
+        marts = _load_marts(load_lake_catalog(settings), wanted, project)
+        after = nessie_reference_hash(settings)
+        if before != after:
+            log.info("Nessie's %s moved while the marts were looked up; looking again", PUBLISH_REF)
+            raise _BranchMoved
+        return Source(
+            marts=marts,
+            profile=settings.lake.profile.value,
+            nessie_ref=PUBLISH_REF,
+            nessie_hash=after,
+        )
+
+    try:
+        return Retrying(
+            retry=retry_if_exception_type(_BranchMoved), stop=stop_after_attempt(3), reraise=True
+        )(pinned)
+    except _BranchMoved:
+        raise PublishError(
+            f"Nessie's {PUBLISH_REF} kept moving while the marts were looked up (commits in progress?): try again"
+        ) from None
+
+
+class _BranchMoved(Exception):
+    """Main got a new commit between the two looks at it."""
 
 
 def _load_marts(

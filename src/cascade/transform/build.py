@@ -1,17 +1,22 @@
 """Run `dbt build` in-process with dbtRunner and turn its results into plain records.
 
-dbt reads the connection from `transforms/dbt/profiles.yml`, which takes everything from the
-environment; `dbt_environment` sets those variables for the duration of one invocation.
+dbt reads the connection from the project's profiles.yml, which takes every value through
+`env_var()` so that people can run dbt by hand. Cascade does not set those variables in its own
+process (that would leak into every thread and library of it): `render_profiles` answers the
+`env_var()` calls from the run's `DbtTarget` and writes the result into the run's own profiles
+directory, which dbt is pointed at.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import jinja2
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from cascade.exceptions import TransformError
 
@@ -56,28 +61,48 @@ class DbtTarget:
 
 
 def dbt_threads(threads: int | None, default: int) -> str:
-    return str(threads or int(os.environ.get("CASCADE_DBT_THREADS", default)))
+    return str(threads or default)
 
 
-@contextmanager
-def dbt_environment(target: DbtTarget) -> Iterator[None]:
-    """The variables profiles.yml reads, set for one invocation and restored afterwards."""
-    values = {
-        **target.environment,
-        "CASCADE_DBT_TARGET": target.name,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DO_NOT_TRACK": "1",
-    }
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def profiles_dir(target: DbtTarget) -> Path:
+    """The run's own profiles directory, next to its target and log directories."""
+    return target.target_dir.parent / "profiles"
+
+
+def render_profiles(project: Path, target: DbtTarget) -> Path:
+    """The project's profiles.yml with `env_var()` answered from `target`; its directory."""
+    values = {**target.environment, "CASCADE_DBT_TARGET": target.name}
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in values:
+            return values[name]
+        if default is None:
+            raise TransformError(f"profiles.yml needs {name}, which the {target.name} target lacks")
+        return default
+
+    renderer = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    renderer.globals["env_var"] = env_var
+
+    def render(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: render(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [render(value) for value in node]
+        if isinstance(node, str) and "{{" in node:
+            text = renderer.from_string(node).render()
+            return int(text) if text.isdigit() else text
+        return node
+
+    profiles = yaml.safe_load((project / "profiles.yml").read_text(encoding="utf-8"))
+    for profile in profiles.values():  # only the run's output: the others need other variables
+        if isinstance(profile, dict) and target.name in profile.get("outputs", {}):
+            profile["outputs"] = {target.name: profile["outputs"][target.name]}
+    directory = profiles_dir(target)
+    directory.mkdir(parents=True, exist_ok=True)
+    rendered = directory / "profiles.yml"
+    rendered.write_text(yaml.safe_dump(render(profiles), sort_keys=False), encoding="utf-8")
+    rendered.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    return directory
 
 
 def build_args(
@@ -93,7 +118,7 @@ def build_args(
         "--project-dir",
         str(project),
         "--profiles-dir",
-        str(project),
+        str(profiles_dir(target)),
         "--target",
         target.name,
         "--target-path",
@@ -155,19 +180,17 @@ def release_duckdb() -> None:
     dbt-duckdb caches its connection in a class attribute and, with dbtRunner, never closes it:
     the file stays locked by this process and a later connection with another configuration
     (read-only, say) is refused. Closing it lets the working copy be read, replaced or deleted.
+    It uses only public class methods: `env()` (which raises when no database is open) and
+    `close_all_connections()` (which forgets the database without closing it, hence the close).
     """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
     try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
+        environment = DuckDBConnectionManager.env()
+    except Exception:  # dbt-duckdb's "environment requested before creation": nothing is open
         return
-    lock = getattr(DuckDBConnectionManager, "_LOCK", None)
-    if lock is None:  # pragma: no cover - a future dbt-duckdb may manage this itself
-        return
-    with lock:
-        environment = getattr(DuckDBConnectionManager, "_ENV", None)
-        if environment is not None:
-            environment.close()
-        DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
+    environment.close()  # type: ignore[no-untyped-call]
+    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
 
 
 def run_build(
@@ -184,11 +207,11 @@ def run_build(
     args = build_args(
         project, target, select=select, full_refresh=full_refresh, unit_tests=unit_tests
     )
-    with dbt_environment(target):
-        try:
-            outcome = dbtRunner().invoke(args)
-        finally:
-            release_duckdb()
+    render_profiles(project, target)
+    try:
+        outcome = dbtRunner().invoke(args)
+    finally:
+        release_duckdb()
     results = getattr(outcome.result, "results", None) or []
     nodes = [_node_result(r) for r in results]
     failed = [n for n in nodes if n.failed]

@@ -8,7 +8,6 @@ The project is `transforms/dbt/` in the repository, shipped inside the package a
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from cascade.exceptions import TransformError
@@ -24,11 +23,11 @@ _DEFINITION_FILES = ("dbt_project.yml",)
 _DEFINITION_SUFFIXES = (".sql", ".yml", ".yaml", ".csv")
 
 
-def project_dir() -> Path:
-    """The dbt project directory (it must hold dbt_project.yml)."""
-    override = os.environ.get(PROJECT_DIR_ENV)
-    if override:
-        candidate = Path(override).expanduser().resolve()
+def project_dir(override: Path | None = None) -> Path:
+    """The dbt project directory (it must hold dbt_project.yml): `override`
+    (CASCADE_DBT_PROJECT_DIR, `settings.transform.dbt_project_dir`), else the bundled one."""
+    if override is not None:
+        candidate = override.expanduser().resolve()
         source = f"{PROJECT_DIR_ENV}={override}"
     else:
         candidate = BUNDLED_PROJECT_DIR

@@ -111,9 +111,7 @@ def transform(
     The profile picks the engine: DuckDB plus write-back (`local`), Trino on NESSIE_REF (`lakehouse`).
     """
     on_engine = (
-        _transform_on_trino
-        if settings.cascade_profile is Profile.LAKEHOUSE
-        else _transform_on_duckdb
+        _transform_on_trino if settings.lake.profile is Profile.LAKEHOUSE else _transform_on_duckdb
     )
     return on_engine(
         settings, select=select, full_refresh=full_refresh, unit_tests=unit_tests, threads=threads
@@ -130,7 +128,7 @@ def _transform_on_duckdb(
 ) -> TransformResult:
     started = time.monotonic()
     run_id = uuid.uuid4().hex
-    project = project_dir()
+    project = project_dir(settings.transform.dbt_project_dir)
     workspace = Workspace.for_settings(settings)
     catalog = load_lake_catalog(settings)
     definition = project_fingerprint(project)
@@ -146,7 +144,7 @@ def _transform_on_duckdb(
 
     nodes = run_build(
         project,
-        workspace.dbt_target(threads),
+        workspace.dbt_target(threads or settings.transform.dbt_threads),
         select=select,
         full_refresh=full_refresh,
         unit_tests=unit_tests,
@@ -192,9 +190,9 @@ def _transform_on_trino(
     threads: int | None,
 ) -> TransformResult:
     started = time.monotonic()
-    target = trino.trino_target(settings, threads)
+    target = trino.trino_target(settings, threads or settings.transform.dbt_threads)
     trino.check_trino(settings)
-    project = project_dir()
+    project = project_dir(settings.transform.dbt_project_dir)
     catalog = load_lake_catalog(settings)
     definition = project_fingerprint(project)
 

@@ -13,7 +13,6 @@ incremental table; when the project changes, the next run is a full refresh (as 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 
 import httpx
@@ -32,25 +31,21 @@ from cascade.transform.writeback import TableWrite
 
 PROJECT_PROPERTY = "cascade.transform.project-fingerprint"
 
-# The trino client says "keyring module not found" on every connection dbt opens; OAuth2 (what
-# the keyring would cache tokens for) is not used.
-logging.getLogger("trino.auth").setLevel(logging.WARNING)
-
 
 def trino_target(settings: Settings, threads: int | None = None) -> DbtTarget:
     """The dbt target that writes to NESSIE_REF through Trino, or a clear refusal."""
     try:
-        branch = branch_for(settings.nessie_ref)
+        branch = branch_for(settings.nessie.ref)
     except ConfigurationError as exc:
         raise TransformError(str(exc)) from None
     target = branch.dbt_target
-    artifacts = settings.cascade_home.resolve() / "dbt" / target
+    artifacts = settings.lake.home.resolve() / "dbt" / target
     return DbtTarget(
         name=target,
         environment={
-            "TRINO_HOST": settings.trino_host,
-            "TRINO_PORT": str(settings.trino_port),
-            "TRINO_USER": settings.trino_user,
+            "TRINO_HOST": settings.trino.host,
+            "TRINO_PORT": str(settings.trino.port),
+            "TRINO_USER": settings.trino.user,
             "TRINO_CATALOG": branch.trino_catalog,
             "CASCADE_DBT_THREADS": dbt_threads(threads, default=2),
         },
@@ -61,7 +56,7 @@ def trino_target(settings: Settings, threads: int | None = None) -> DbtTarget:
 
 def check_trino(settings: Settings) -> None:
     """Fail before dbt does, with a message that says what to start."""
-    uri = f"http://{settings.trino_host}:{settings.trino_port}"
+    uri = f"http://{settings.trino.host}:{settings.trino.port}"
     try:
         info = httpx.get(f"{uri}/v1/info", timeout=10).json()
     except (httpx.HTTPError, ValueError) as exc:

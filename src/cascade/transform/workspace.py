@@ -43,7 +43,7 @@ class Workspace:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Workspace:
-        home = settings.cascade_home.resolve()
+        home = settings.lake.home.resolve()
         return cls(
             database=home / "transform.duckdb",
             extension_dir=home / "duckdb" / "extensions",

@@ -20,7 +20,7 @@ import httpx
 
 from cascade_dev.stack.process import StackError
 
-log = logging.getLogger("cascade_dev.stack")
+log = logging.getLogger(__name__)
 
 _CHECKSUMS = ("sha512", "sha1")  # strongest first; at least one must be published
 

@@ -17,15 +17,16 @@ from pathlib import Path
 import httpx
 from pyarrow import fs
 
+from cascade.config import Settings
 from cascade_dev.stack.process import (
     ManagedProcess,
     ProcessService,
     StackError,
     port_in_use,
 )
-from cascade_dev.stack.settings import LAKE_BUCKET, LAKE_PREFIXES, StackSettings
+from cascade_dev.stack.settings import LAKE_BUCKET, LAKE_PREFIXES
 
-log = logging.getLogger("cascade_dev.stack")
+log = logging.getLogger(__name__)
 
 MODULE = "github.com/minio/minio"
 
@@ -43,7 +44,7 @@ class MinIO(ProcessService):
     name = "minio"
     label = "MinIO"
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.data_dir = settings.stack_home / "minio" / "data"
         self.certs_dir = settings.stack_home / "minio" / "certs"
@@ -51,8 +52,8 @@ class MinIO(ProcessService):
         self.process = ManagedProcess(
             "minio", settings.stack_home / "run" / "minio.json", self.log_path
         )
-        cache = settings.download_cache
-        self.binary = cache / "minio" / settings.minio_version / "minio"
+        cache = settings.stack.download_cache
+        self.binary = cache / "minio" / settings.stack.minio_version / "minio"
         self.go_env = {
             "GOMODCACHE": str(cache / "go" / "mod"),
             "GOCACHE": str(cache / "go" / "build"),
@@ -68,7 +69,7 @@ class MinIO(ProcessService):
         gobin = self.binary.parent / "build"
         shutil.rmtree(gobin, ignore_errors=True)
         gobin.mkdir(parents=True)
-        target = f"{MODULE}@{self.settings.minio_version}"
+        target = f"{MODULE}@{self.settings.stack.minio_version}"
         log.info("building MinIO (go install %s); the first build takes about 5 minutes", target)
         started = time.monotonic()
         argv = ["nice", "-n", "10", _go(), "install", "-trimpath", "-ldflags", "-s -w", target]
@@ -87,54 +88,56 @@ class MinIO(ProcessService):
         if not self.is_running():
             return False
         for probe in ("live", "ready"):
-            response = httpx.get(f"{self.settings.s3_endpoint}/minio/health/{probe}", timeout=3)
+            response = httpx.get(
+                f"{self.settings.stack.s3_endpoint}/minio/health/{probe}", timeout=3
+            )
             if response.status_code != 200:
                 return False
         return True
 
     def start(self) -> None:
         for port, variable in (
-            (self.settings.minio_port, "MINIO_PORT"),
-            (self.settings.minio_console_port, "MINIO_CONSOLE_PORT"),
+            (self.settings.stack.minio_port, "MINIO_PORT"),
+            (self.settings.stack.minio_console_port, "MINIO_CONSOLE_PORT"),
         ):
-            if port_in_use(self.settings.stack_host, port):
+            if port_in_use(self.settings.stack.host, port):
                 raise StackError(
                     f"port {port} is taken by another process: set {variable} to a free port"
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.certs_dir.mkdir(parents=True, exist_ok=True)
-        host = self.settings.stack_host
+        host = self.settings.stack.host
         argv = [
             str(self.binary),
             "server",
             str(self.data_dir),
             "--address",
-            f"{host}:{self.settings.minio_port}",
+            f"{host}:{self.settings.stack.minio_port}",
             "--console-address",
-            f"{host}:{self.settings.minio_console_port}",
+            f"{host}:{self.settings.stack.minio_console_port}",
             "--certs-dir",
             str(self.certs_dir),
         ]
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.data_dir.parent),
-            "MINIO_ROOT_USER": self.settings.minio_root_user.get_secret_value(),
-            "MINIO_ROOT_PASSWORD": self.settings.minio_root_password.get_secret_value(),
-            "MINIO_REGION": self.settings.s3_region,
+            "MINIO_ROOT_USER": self.settings.stack.minio_root_user.get_secret_value(),
+            "MINIO_ROOT_PASSWORD": self.settings.stack.minio_root_password.get_secret_value(),
+            "MINIO_REGION": self.settings.s3.region,
             "MINIO_UPDATE": "off",
             "MINIO_BROWSER": "on",
         }
-        log.info("starting MinIO on %s", self.settings.s3_endpoint)
+        log.info("starting MinIO on %s", self.settings.stack.s3_endpoint)
         self.process.start(argv, env=env, cwd=self.data_dir.parent)
 
     # ---- provisioning --------------------------------------------------------------------------
     def filesystem(self) -> fs.S3FileSystem:
         return fs.S3FileSystem(
-            access_key=self.settings.minio_root_user.get_secret_value(),
-            secret_key=self.settings.minio_root_password.get_secret_value(),
-            endpoint_override=f"{self.settings.stack_host}:{self.settings.minio_port}",
+            access_key=self.settings.stack.minio_root_user.get_secret_value(),
+            secret_key=self.settings.stack.minio_root_password.get_secret_value(),
+            endpoint_override=f"{self.settings.stack.host}:{self.settings.stack.minio_port}",
             scheme="http",
-            region=self.settings.s3_region,
+            region=self.settings.s3.region,
             allow_bucket_creation=True,
         )
 
@@ -150,4 +153,4 @@ class MinIO(ProcessService):
                 s3.create_dir(path)
 
     def endpoint(self) -> str:
-        return f"{self.settings.s3_endpoint} (console http://{self.settings.stack_host}:{self.settings.minio_console_port})"
+        return f"{self.settings.stack.s3_endpoint} (console http://{self.settings.stack.host}:{self.settings.stack.minio_console_port})"

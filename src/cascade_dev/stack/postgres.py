@@ -19,10 +19,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from cascade.config import Settings
 from cascade_dev.stack.process import StackError, port_in_use, wait_until
-from cascade_dev.stack.settings import StackSettings
 
-log = logging.getLogger("cascade_dev.stack")
+log = logging.getLogger(__name__)
 
 SERVICE_USER = "postgres"
 
@@ -31,7 +31,7 @@ SERVICE_USER = "postgres"
 class Database:
     name: str
     owner: str
-    password_field: str  # the StackSettings field holding the owner's password
+    password_field: str  # the stack settings field holding the owner's password
 
 
 DATABASES = (
@@ -82,7 +82,7 @@ def ensure_installed() -> Path:
 class Postgres:
     name = "postgres"
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.stack_home / "postgres"
         self.data_dir = self.home / "data"
@@ -140,7 +140,7 @@ class Postgres:
                 "-h",
                 str(self.socket_dir),
                 "-p",
-                str(self.settings.postgres_port),
+                str(self.settings.stack.postgres_port),
                 "-U",
                 SERVICE_USER,
                 "-d",
@@ -169,7 +169,7 @@ class Postgres:
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted initdb
         pwfile = self.home / ".pwfile"
-        pwfile.write_text(self.settings.postgres_password.get_secret_value() + "\n")
+        pwfile.write_text(self.settings.stack.postgres_password.get_secret_value() + "\n")
         pwfile.chmod(0o600)
         self._chown(pwfile)
         try:
@@ -201,8 +201,8 @@ class Postgres:
         conf = self.data_dir / "cascade.conf"
         conf.write_text(
             "# Written by `cascade stack up` from the environment; edits are overwritten.\n"
-            f"listen_addresses = '{self.settings.stack_host}'\n"
-            f"port = {self.settings.postgres_port}\n"
+            f"listen_addresses = '{self.settings.stack.host}'\n"
+            f"port = {self.settings.stack.postgres_port}\n"
             f"unix_socket_directories = '{self.socket_dir}'\n"
             "max_connections = 100\n"
             "shared_buffers = 256MB\n"
@@ -250,7 +250,7 @@ class Postgres:
                 "-h",
                 str(self.socket_dir),
                 "-p",
-                str(self.settings.postgres_port),
+                str(self.settings.stack.postgres_port),
             ],
             check=False,
         )
@@ -261,12 +261,14 @@ class Postgres:
     def start(self) -> None:
         self._initdb()
         self._write_conf()
-        if port_in_use(self.settings.stack_host, self.settings.postgres_port):
+        if port_in_use(self.settings.stack.host, self.settings.stack.postgres_port):
             raise StackError(
-                f"port {self.settings.postgres_port} is taken by another process: set POSTGRES_PORT to a free port"
+                f"port {self.settings.stack.postgres_port} is taken by another process: set POSTGRES_PORT to a free port"
             )
         log.info(
-            "starting PostgreSQL on %s:%s", self.settings.stack_host, self.settings.postgres_port
+            "starting PostgreSQL on %s:%s",
+            self.settings.stack.host,
+            self.settings.stack.postgres_port,
         )
         # pg_ctl starts the server in the background and returns; -w waits until it accepts connections.
         self._as_postgres(
@@ -278,7 +280,7 @@ class Postgres:
                 str(self.log_path),
                 "-w",
                 "-t",
-                str(int(self.settings.stack_start_timeout_seconds)),
+                str(int(self.settings.stack.start_timeout_seconds)),
                 "start",
             ]
         )
@@ -286,7 +288,7 @@ class Postgres:
     def wait_healthy(self) -> None:
         wait_until(
             self.healthy,
-            timeout=self.settings.stack_start_timeout_seconds,
+            timeout=self.settings.stack.start_timeout_seconds,
             what="PostgreSQL",
             alive=self.is_running,
             log_path=self.log_path,
@@ -305,7 +307,7 @@ class Postgres:
                 "fast",
                 "-w",
                 "-t",
-                str(int(self.settings.stack_stop_timeout_seconds)),
+                str(int(self.settings.stack.stop_timeout_seconds)),
                 "stop",
             ]
         )
@@ -316,9 +318,9 @@ class Postgres:
         """Create (or update the passwords of) every role and database; idempotent."""
         statements: list[str] = []
         for db in DATABASES:
-            password: SecretStr = getattr(self.settings, db.password_field)
+            password: SecretStr = getattr(self.settings.stack, db.password_field)
             statements.append(_ensure_role(db.owner, password))
-        statements.append(_ensure_role(BI_READER, self.settings.bi_reader_password))
+        statements.append(_ensure_role(BI_READER, self.settings.stack.bi_reader_password))
         self.psql("\n".join(statements))
         existing = set(self.psql("SELECT datname FROM pg_database").split())
         for db in DATABASES:
@@ -339,7 +341,7 @@ class Postgres:
         )
 
     def endpoint(self) -> str:
-        return f"postgresql://{self.settings.stack_host}:{self.settings.postgres_port}"
+        return f"postgresql://{self.settings.stack.host}:{self.settings.stack.postgres_port}"
 
 
 def _literal(value: str) -> str:

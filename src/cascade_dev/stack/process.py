@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from cascade.exceptions import CascadeError
 
 if TYPE_CHECKING:
-    from cascade_dev.stack.settings import StackSettings
+    from cascade.config import Settings
 
-log = logging.getLogger("cascade_dev.stack")
+log = logging.getLogger(__name__)
 
 
 class StackError(CascadeError):
@@ -202,7 +202,7 @@ class ProcessService:
 
     label: str  # how messages name the service
     health_interval: float = 0.5
-    settings: StackSettings
+    settings: Settings
     process: ManagedProcess
     log_path: Path
 
@@ -218,7 +218,7 @@ class ProcessService:
     def wait_healthy(self) -> None:
         wait_until(
             self.healthy,
-            timeout=self.settings.stack_start_timeout_seconds,
+            timeout=self.settings.stack.start_timeout_seconds,
             what=self.label,
             alive=self.is_running,
             log_path=self.log_path,
@@ -228,4 +228,4 @@ class ProcessService:
     def stop(self) -> bool:
         if self.is_running():
             log.info("stopping %s", self.label)
-        return self.process.stop(self.settings.stack_stop_timeout_seconds)
+        return self.process.stop(self.settings.stack.stop_timeout_seconds)

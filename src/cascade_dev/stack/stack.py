@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cascade.config import Settings
 from cascade_dev.stack.minio import MinIO
 from cascade_dev.stack.nessie import Nessie
 from cascade_dev.stack.postgres import Postgres
 from cascade_dev.stack.process import StackError, tail
-from cascade_dev.stack.settings import StackSettings, load_stack_settings
 from cascade_dev.stack.trino import Trino
 
-log = logging.getLogger("cascade_dev.stack")
+log = logging.getLogger(__name__)
 
 #: Every service, in start order, with the services it needs.
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -76,7 +76,7 @@ class ServiceStatus:
         return f"{self.name}{version}: {self.state}{extra} - {self.endpoint} - log {self.log_path}"
 
 
-def _services(settings: StackSettings) -> dict[str, Service]:
+def _services(settings: Settings) -> dict[str, Service]:
     return {
         "postgres": Postgres(settings),
         "minio": MinIO(settings),
@@ -85,12 +85,12 @@ def _services(settings: StackSettings) -> dict[str, Service]:
     }
 
 
-def _versions(settings: StackSettings) -> dict[str, str]:
+def _versions(settings: Settings) -> dict[str, str]:
     return {
         "postgres": "",
-        "minio": settings.minio_version,
-        "nessie": settings.nessie_version,
-        "trino": settings.trino_version,
+        "minio": settings.stack.minio_version,
+        "nessie": settings.stack.nessie_version,
+        "trino": settings.stack.trino_version,
     }
 
 
@@ -147,11 +147,8 @@ def _install(services: list[Service]) -> None:
         raise StackError("; ".join(f"installing {n} failed: {e}" for n, e in errors)) from first
 
 
-def up(
-    settings: StackSettings | None = None, services: Iterable[str] | None = None
-) -> list[ServiceStatus]:
+def up(settings: Settings, services: Iterable[str] | None = None) -> list[ServiceStatus]:
     """Install what is missing, start what is not running, wait until healthy, provision; idempotent."""
-    settings = settings or load_stack_settings()
     names = _with_dependencies(services or SERVICES)
     all_services = _services(settings)
     versions = _versions(settings)
@@ -176,11 +173,8 @@ def up(
     return statuses
 
 
-def down(
-    settings: StackSettings | None = None, services: Iterable[str] | None = None
-) -> list[ServiceStatus]:
+def down(settings: Settings, services: Iterable[str] | None = None) -> list[ServiceStatus]:
     """Stop the services this stack started (known by their pid files), in reverse order."""
-    settings = settings or load_stack_settings()
     names = list(services) if services else list(SERVICES)
     for name in names:
         if name not in SERVICES:
@@ -199,17 +193,15 @@ def down(
     return list(reversed(statuses))
 
 
-def status(settings: StackSettings | None = None) -> list[ServiceStatus]:
+def status(settings: Settings) -> list[ServiceStatus]:
     """Whether each service is running and healthy, where it listens, where its log is."""
-    settings = settings or load_stack_settings()
     all_services = _services(settings)
     versions = _versions(settings)
     return [_status(all_services[name], versions[name]) for name in SERVICES]
 
 
-def logs(settings: StackSettings | None, service: str, lines: int = 100) -> str:
+def logs(settings: Settings, service: str, lines: int = 100) -> str:
     """The last `lines` lines of a service's log."""
-    settings = settings or load_stack_settings()
     if service not in SERVICES:
         raise StackError(f"unknown service {service!r} (known: {', '.join(SERVICES)})")
     path = _services(settings)[service].log_path

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from cascade.branching import BRANCHES
+from cascade.config import Settings
 from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
 from cascade_dev.stack.process import (
     ManagedProcess,
@@ -29,9 +30,9 @@ from cascade_dev.stack.process import (
     StackError,
     port_in_use,
 )
-from cascade_dev.stack.settings import StackSettings
+from cascade_dev.stack.settings import service_config_dir
 
-log = logging.getLogger("cascade_dev.stack")
+log = logging.getLogger(__name__)
 
 JVM_OPTIONS = (
     "-server",
@@ -93,7 +94,7 @@ class Trino(ProcessService):
     label = "Trino"
     health_interval = 1.0
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.stack_home / "trino"
         self.etc_dir = self.home / "etc"
@@ -102,31 +103,37 @@ class Trino(ProcessService):
         self.process = ManagedProcess(
             "trino", settings.stack_home / "run" / "trino.json", self.log_path
         )
-        self.artifact = MavenArtifact("io.trino", "trino-server", settings.trino_version, "tar.gz")
-        self.install_dir = (
-            settings.download_cache / "trino" / f"trino-server-{settings.trino_version}"
+        self.artifact = MavenArtifact(
+            "io.trino", "trino-server", settings.stack.trino_version, "tar.gz"
         )
-        self.catalog_dir = settings.deploy_dir / "config" / "trino" / "catalog"
+        self.install_dir = (
+            settings.stack.download_cache / "trino" / f"trino-server-{settings.stack.trino_version}"
+        )
+        self.catalog_dir = service_config_dir(settings) / "trino" / "catalog"
 
     # ---- install -------------------------------------------------------------------------------
     def install(self) -> Path:
         """Unpack the server (lib, bin) and the wanted plugins from the verified tarball; idempotent."""
         marker = self.install_dir / ".cascade-unpacked.json"
-        wanted = self.settings.trino_plugin_names
+        wanted = self.settings.stack.trino_plugin_names
         if marker.exists():
             unpacked = json.loads(marker.read_text())
             if set(wanted) <= set(unpacked.get("plugins", [])):
                 return self.install_dir
         tarball = fetch_maven(
-            self.artifact, self.settings.maven_repository_url, self.settings.download_cache
+            self.artifact,
+            self.settings.stack.maven_repository_url,
+            self.settings.stack.download_cache,
         )
         staging = self.install_dir.with_name(self.install_dir.name + ".unpacking")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        top = f"trino-server-{self.settings.trino_version}/"
+        top = f"trino-server-{self.settings.stack.trino_version}/"
         keep_plugins = tuple(f"{top}plugin/{name}/" for name in wanted)
         log.info(
-            "unpacking Trino %s with plugins %s", self.settings.trino_version, ", ".join(wanted)
+            "unpacking Trino %s with plugins %s",
+            self.settings.stack.trino_version,
+            ", ".join(wanted),
         )
 
         def wanted_member(name: str) -> bool:
@@ -155,7 +162,7 @@ class Trino(ProcessService):
         if missing:
             shutil.rmtree(staging, ignore_errors=True)
             raise StackError(
-                f"Trino {self.settings.trino_version} has no plugin(s) {', '.join(sorted(missing))}"
+                f"Trino {self.settings.stack.trino_version} has no plugin(s) {', '.join(sorted(missing))}"
             )
         unpacked = staging / top.rstrip("/")
         for plugin_dir in (unpacked / "plugin").iterdir():
@@ -174,14 +181,14 @@ class Trino(ProcessService):
         """The variables the catalog files in deploy/config/trino/catalog read with ${ENV:...}."""
         s = self.settings
         return {
-            "NESSIE_URI": s.nessie_uri,
-            "S3_ENDPOINT": s.s3_endpoint,
-            "S3_REGION": s.s3_region,
-            "S3_ACCESS_KEY_ID": s.minio_root_user.get_secret_value(),
-            "S3_SECRET_ACCESS_KEY": s.minio_root_password.get_secret_value(),
-            "POSTGRES_HOST": s.stack_host,
-            "POSTGRES_PORT": str(s.postgres_port),
-            "MARTS_DB_PASSWORD": s.marts_db_password.get_secret_value(),
+            "NESSIE_URI": s.stack.nessie_uri,
+            "S3_ENDPOINT": s.stack.s3_endpoint,
+            "S3_REGION": s.s3.region,
+            "S3_ACCESS_KEY_ID": s.stack.minio_root_user.get_secret_value(),
+            "S3_SECRET_ACCESS_KEY": s.stack.minio_root_password.get_secret_value(),
+            "POSTGRES_HOST": s.stack.host,
+            "POSTGRES_PORT": str(s.stack.postgres_port),
+            "MARTS_DB_PASSWORD": s.stack.marts_db_password.get_secret_value(),
         }
 
     def _write_etc(self) -> None:
@@ -196,18 +203,18 @@ class Trino(ProcessService):
                 "node.environment=cascade",
                 f"node.id={node_id_file.read_text().strip()}",
                 f"node.data-dir={self.data_dir}",
-                f"node.bind-ip={s.stack_host}",
-                f"node.internal-address={s.stack_host}",
+                f"node.bind-ip={s.stack.host}",
+                f"node.internal-address={s.stack.host}",
             ],
-            "jvm.config": [*JVM_OPTIONS, f"-Xmx{s.trino_max_heap}"],
+            "jvm.config": [*JVM_OPTIONS, f"-Xmx{s.stack.trino_max_heap}"],
             "config.properties": [
                 "coordinator=true",
                 "node-scheduler.include-coordinator=true",
-                f"http-server.http.port={s.trino_port}",
-                f"discovery.uri=http://{s.stack_host}:{s.trino_port}",
+                f"http-server.http.port={s.trino.port}",
+                f"discovery.uri=http://{s.stack.host}:{s.trino.port}",
                 f"catalog.config-dir={self.catalog_dir}",
-                f"query.max-memory={s.trino_query_max_memory}",
-                f"query.max-memory-per-node={s.trino_query_max_memory}",
+                f"query.max-memory={s.stack.trino_query_max_memory}",
+                f"query.max-memory-per-node={s.stack.trino_query_max_memory}",
                 "task.concurrency=2",
                 "task.max-worker-threads=4",
             ],
@@ -223,7 +230,7 @@ class Trino(ProcessService):
     # ---- lifecycle -----------------------------------------------------------------------------
     def info(self) -> dict[str, Any] | None:
         try:
-            response = httpx.get(f"{self.settings.trino_uri}/v1/info", timeout=5)
+            response = httpx.get(f"{self.settings.stack_trino_uri}/v1/info", timeout=5)
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
@@ -241,7 +248,7 @@ class Trino(ProcessService):
         # `SELECT 1` before the node announces its catalogs (NO_NODES_AVAILABLE on a table scan).
         for catalog in sorted(path.stem for path in self.catalog_dir.glob("*.properties")):
             run_query(
-                self.settings.trino_uri,
+                self.settings.stack_trino_uri,
                 f"SELECT count(*) FROM {catalog}.information_schema.schemata",
                 timeout=30,
             )
@@ -253,14 +260,14 @@ class Trino(ProcessService):
             raise StackError(
                 f"Trino's catalogs are missing: {self.catalog_dir} (set CASCADE_DEPLOY_DIR)"
             )
-        if port_in_use(self.settings.stack_host, self.settings.trino_port):
+        if port_in_use(self.settings.stack.host, self.settings.trino.port):
             raise StackError(
-                f"port {self.settings.trino_port} is taken by another process: set TRINO_PORT to a free port"
+                f"port {self.settings.trino.port} is taken by another process: set TRINO_PORT to a free port"
             )
-        java_home = self.settings.trino_java_home
+        java_home = self.settings.stack.trino_java_home
         if not (java_home / "bin" / "java").exists():
             raise StackError(
-                f"Trino {self.settings.trino_version} needs Java 24 or newer: no JDK at {java_home} (set TRINO_JAVA_HOME)"
+                f"Trino {self.settings.stack.trino_version} needs Java 24 or newer: no JDK at {java_home} (set TRINO_JAVA_HOME)"
             )
         self._write_etc()
         argv = [
@@ -276,7 +283,11 @@ class Trino(ProcessService):
             "LANG": "C.UTF-8",
             **self.environment(),
         }
-        log.info("starting Trino %s on %s", self.settings.trino_version, self.settings.trino_uri)
+        log.info(
+            "starting Trino %s on %s",
+            self.settings.stack.trino_version,
+            self.settings.stack_trino_uri,
+        )
         self.process.start(argv, env=env, cwd=self.home)
 
     def provision(self) -> None:
@@ -284,4 +295,4 @@ class Trino(ProcessService):
 
     def endpoint(self) -> str:
         catalogs = ", ".join([*(b.trino_catalog for b in BRANCHES), "postgres"])
-        return f"{self.settings.trino_uri} (catalogs: {catalogs})"
+        return f"{self.settings.stack_trino_uri} (catalogs: {catalogs})"

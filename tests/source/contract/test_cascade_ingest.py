@@ -127,7 +127,7 @@ def _site(target: Target, ns: NightscoutApi, way: str) -> SiteConfig:
 def test_cascade_holds_every_document_the_server_holds(
     settings: Settings, target: Target, ns: NightscoutApi, uploaded: Uploaded, way: str
 ) -> None:
-    settings = settings.model_copy(update={"nightscout_sites": [_site(target, ns, way)]})
+    settings = settings.with_values(**{"nightscout_sites": [_site(target, ns, way)]})
     if way == "none" and not target.open:
         with pytest.raises(NightscoutAuthError, match="locked"):
             ingest(settings)
@@ -157,7 +157,7 @@ def test_cascade_holds_every_document_the_server_holds(
 def test_v3_edits_and_deletions_are_mirrored(
     settings: Settings, target: Target, ns: NightscoutApi, uploaded: Uploaded
 ) -> None:
-    settings = settings.model_copy(update={"nightscout_sites": [_site(target, ns, "token")]})
+    settings = settings.with_values(**{"nightscout_sites": [_site(target, ns, "token")]})
     ingest(settings)
     edited, deleted = uploaded.treatment_ids[3], uploaded.entry_ids[5]
 
@@ -178,9 +178,7 @@ def test_a_site_with_no_nightscout_api_says_where_to_look(
     settings: Settings, target: Target
 ) -> None:
     url = target.url.rstrip("/") + "/not-nightscout"
-    settings = settings.model_copy(
-        update={"nightscout_sites": [SiteConfig(id="contract", url=url)]}
-    )
+    settings = settings.with_values(**{"nightscout_sites": [SiteConfig(id="contract", url=url)]})
     with pytest.raises(
         NightscoutError, match=r"no Nightscout API at .*not-nightscout \(HTTP 404 for /api/v1/"
     ) as failure:
