@@ -120,9 +120,10 @@ def test_jwt_is_renewed_before_expiry_and_after_a_401() -> None:
     store = SiteStore("locked")
     store.insert(
         "entries",
-        [{"type": "sgv", "sgv": 100 + i, "date": NOW_MS - i * 300_000} for i in range(30)],
+        [{"type": "sgv", "sgv": 100 + i, "date": NOW_MS - i * 300_000} for i in range(50)],
     )
-    server_clock = [time.time()]
+    server_clock = [float(int(time.time()))]  # whole seconds, as a JWT's exp is
+    client_clock = [server_clock[0]]
     with FakeNightscout(
         {"locked": store},
         tokens=["reader-abcdef0123456789"],
@@ -132,13 +133,17 @@ def test_jwt_is_renewed_before_expiry_and_after_a_401() -> None:
         client = NightscoutClient(
             SiteConfig(id="locked", url=ns.site_url("locked"), token="reader-abcdef0123456789"),
             page_size=10,
+            clock=lambda: client_clock[0],
         )
         pages = client.history_pages(ENTRIES)
         next(pages)
         exchanges = lambda: sum(1 for r in ns.requests if "/authorization/request/" in r.path)  # noqa: E731
         assert exchanges() == 1
-        time.sleep(2.6)  # inside the renewal margin: the client renews before asking
-        server_clock[0] = time.time()
+        client_clock[0] += 2.0  # not yet inside the renewal margin (3 s JWT: the last 0.6 s)
+        next(pages)
+        assert exchanges() == 1
+        client_clock[0] += 0.6  # inside the margin: the client renews before asking
+        server_clock[0] = client_clock[0]
         next(pages)
         assert exchanges() == 2
         server_clock[0] = time.time() + 10  # the server thinks the JWT expired: 401, renew, retry

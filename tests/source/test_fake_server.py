@@ -685,7 +685,8 @@ def test_fault_kinds_seen_by_a_client(ns: FakeNightscout, http: httpx.Client) ->
     with pytest.raises(httpx.ReadTimeout):
         ns.inject("slow", delay_seconds=0.5)
         http.get(path, timeout=0.1)
-    time.sleep(0.5)
+    # the server is still answering the timed-out request: wait until it has recorded it
+    assert ns.wait_for_requests(lambda requests: sum(r.fault == "slow" for r in requests) == 2)
     assert http.get(path).status_code == 200  # faults are used up; the client recovers
     faults = [r.fault for r in ns.requests if r.fault]
     assert faults == ["429", "500", "503", "malformed_json", "drop", "truncate", "slow", "slow"]
@@ -817,9 +818,8 @@ def test_server_threads_shut_down(clock: FakeClock) -> None:
     server = FakeNightscout({SITE: tiny_site(clock)}).start()
     with httpx.Client(base_url=server.site_url(SITE)) as client:
         client.get("/api/v1/entries.json")
-        server.stop()
-    time.sleep(0.2)
-    assert threading.active_count() <= before + 1
+        server.stop()  # joins every thread it started
+    assert threading.active_count() <= before
 
 
 # --------------------------------------------------------------------------- v1 writes

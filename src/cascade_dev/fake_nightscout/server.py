@@ -942,7 +942,9 @@ def _check_kind(kind: str) -> None:
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+    # Handler threads are joined by server_close (in `stop`), so a stopped server leaves none.
+    daemon_threads = False
+    block_on_close = True
     allow_reuse_address = True
     request_queue_size = 256
 
@@ -1085,6 +1087,7 @@ class FakeNightscout:
         )
         self._faults = _Faults()
         self._stats_lock = threading.Lock()
+        self._recorded = threading.Condition(self._stats_lock)  # notified on every request
         self.requests: list[RequestRecord] = []
         self.max_concurrent_seen = 0
         self.max_concurrent_by_site: dict[str, int] = {}
@@ -1175,13 +1178,13 @@ class FakeNightscout:
         if httpd is None:
             return
         httpd.shutdown()
-        httpd.server_close()
         with self._stats_lock:
             connections = list(self._connections)
             self._connections.clear()
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()  # joins every handler thread: stopped means stopped
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -1250,7 +1253,10 @@ class FakeNightscout:
 
     def _track(self, connection: socket.socket, *, add: bool) -> None:
         with self._stats_lock:
-            if add:
+            if add and self._httpd is None:  # accepted just as `stop` began: close it now
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            elif add:
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)
@@ -1273,8 +1279,16 @@ class FakeNightscout:
                 self._in_flight_by_site[site_id] -= 1
 
     def _record(self, record: RequestRecord) -> None:
-        with self._stats_lock:
+        with self._recorded:
             self.requests.append(record)
+            self._recorded.notify_all()
+
+    def wait_for_requests(
+        self, predicate: Callable[[list[RequestRecord]], bool], timeout: float = 10.0
+    ) -> bool:
+        """Block until the recorded requests satisfy `predicate` (False after `timeout`)."""
+        with self._recorded:
+            return self._recorded.wait_for(lambda: predicate(self.requests), timeout)
 
     # ---------------------------------------------------------------- request handling
 

@@ -27,8 +27,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -160,12 +160,12 @@ def _time_param(collection: Collection, moment: datetime | int | str) -> str:
 class _Jwt:
     token: str
     expires_at: float  # epoch seconds
-    issued_at: float = field(default_factory=time.time)
+    issued_at: float
 
-    def fresh(self) -> bool:
+    def fresh(self, now: float) -> bool:
         lifetime = self.expires_at - self.issued_at
         margin = min(JWT_RENEW_MARGIN_SECONDS, lifetime / 5)
-        return time.time() < self.expires_at - margin
+        return now < self.expires_at - margin
 
 
 class NightscoutClient:
@@ -181,8 +181,10 @@ class NightscoutClient:
         backoff_seconds: float = 0.5,
         concurrency: int = 2,
         transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site
+        self._clock = clock  # epoch seconds: when a JWT is due for renewal
         self.page_size = page_size
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
@@ -219,7 +221,7 @@ class NightscoutClient:
         if self.site.token is None:
             return None
         with self._jwt_lock:
-            if renew or self._jwt is None or not self._jwt.fresh():
+            if renew or self._jwt is None or not self._jwt.fresh(self._clock()):
                 self._jwt = self._exchange_token()
             return self._jwt.token
 
@@ -237,7 +239,8 @@ class NightscoutClient:
                 f"site {self.site.id!r}: the token exchange (/api/v2/authorization/request) "
                 "answered without a JWT and its expiry; is the URL a Nightscout site?"
             )
-        return _Jwt(token=token, expires_at=float(expires or time.time() + 3600))
+        now = self._clock()
+        return _Jwt(token=token, expires_at=float(expires or now + 3600), issued_at=now)
 
     def _auth_headers(self, *, renew: bool = False) -> dict[str, str]:
         headers: dict[str, str] = {}
