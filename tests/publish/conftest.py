@@ -52,6 +52,16 @@ _ENV = (
 )
 
 
+#: Each mart's grain, as the tests know it (publish reads it from dbt's manifest).
+MART_GRAINS: dict[str, tuple[str, ...]] = {
+    "mrt_glucose_overview": ("site_id",),
+    "mrt_time_in_range": ("site_id", "local_date"),
+    "mrt_daily_summary": ("site_id", "local_date"),
+    "mrt_glucose_hourly_patterns": ("site_id", "iso_day_of_week", "local_hour"),
+    "mrt_agp": ("site_id", "time_bin"),
+}
+
+
 @pytest.fixture(scope="session")
 def postgres(stack_settings: Settings) -> Iterator[Settings]:
     """The stack's PostgreSQL (roles and the marts database provisioned), for the session."""

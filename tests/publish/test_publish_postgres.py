@@ -48,13 +48,12 @@ from cascade.config import Settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.duck import attach_catalog, connect
 from cascade.publish import PublishError, PublishResult, publish
-from cascade.publish.source import DEFAULT_GRAINS
 
-from .conftest import Lake
+from .conftest import MART_GRAINS, Lake
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
-MARTS = sorted(DEFAULT_GRAINS)
+MARTS = sorted(MART_GRAINS)
 
 
 def configure_settings(settings: Settings, dsn: str, schema: str, **overrides: object) -> Settings:
@@ -97,7 +96,7 @@ def _normal(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def assert_same_as_lake(lake: Lake, dsn: str, schema: str, mart: str) -> int:
-    order = ", ".join(DEFAULT_GRAINS[mart])
+    order = ", ".join(MART_GRAINS[mart])
     expected = [_normal(r) for r in duck(lake, f"select * from marts.{mart} order by {order}")]
     actual = [_normal(r) for r in pg(dsn, f"select * from {schema}.{mart} order by {order}")]
     assert len(actual) == len(expected) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,13 +39,15 @@ from cascade.publish import source as source_module
 from cascade.publish.dsn import scrub
 from cascade.publish.schema import csv_bytes, layout_for
 from cascade.publish.source import (
-    DEFAULT_GRAINS,
     expected_marts,
     load_source,
     mart_grains,
     nessie_reference_hash,
 )
+from cascade.transform.manifest import manifest
 from cascade.transform.project import project_dir
+
+from .conftest import MART_GRAINS
 
 UNREACHABLE = "postgresql://marts:never-used-secret@127.0.0.1:9/marts"
 
@@ -142,7 +145,7 @@ def test_the_lakehouse_source_pins_the_hash_its_snapshots_belong_to(
     )
     lakehouse = settings.with_values(**{"cascade_profile": Profile.LAKEHOUSE})
 
-    source = load_source(lakehouse, ["mrt_glucose_overview"], project=None)
+    source = load_source(lakehouse, ["mrt_glucose_overview"], parsed=None)
 
     assert (source.profile, source.nessie_ref, source.nessie_hash) == ("lakehouse", "main", "b2")
     (mart,) = source.marts
@@ -241,14 +244,20 @@ def test_iceberg_types_map_to_postgresql_and_the_grain_gets_indexes() -> None:
     assert layout.digest != unknown.digest
 
 
-def test_grains_come_from_the_dbt_project() -> None:
-    project = project_dir()
-    assert project is not None
-    assert expected_marts(project) == sorted(DEFAULT_GRAINS)
-    grains = mart_grains(project)
-    assert {
-        name: grains[name] for name in DEFAULT_GRAINS
-    } == DEFAULT_GRAINS  # the fallback agrees with the YAML
+def test_marts_and_grains_come_from_dbts_manifest(tmp_path: Path) -> None:
+    parsed = manifest(project_dir())  # `dbt parse`: no build under tmp_path to reuse
+    assert expected_marts(parsed) == sorted(MART_GRAINS)
+    assert mart_grains(parsed) == MART_GRAINS
+    assert expected_marts(None) == [] and mart_grains(None) == {}
+
+
+def test_the_last_builds_manifest_is_used_while_the_project_is_unchanged(tmp_path: Path) -> None:
+    built = tmp_path / "dbt" / "target" / "manifest.json"
+    built.parent.mkdir(parents=True)
+    built.write_text(json.dumps({"nodes": {}, "marker": "the last build"}))
+    assert manifest(project_dir(), tmp_path / "dbt")["marker"] == "the last build"
+    os.utime(built, (0, 0))  # older than the project: parsed afresh
+    assert "marker" not in manifest(project_dir(), tmp_path / "dbt")
 
 
 def test_rows_become_csv_that_postgresql_reads_back() -> None:

@@ -54,6 +54,7 @@ from cascade.publish.source import (
     load_source,
     mart_grains,
 )
+from cascade.transform.manifest import manifest
 from cascade.transform.project import project_dir
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,9 @@ def publish(
     check_ref(settings)
     dsn = resolve_dsn(settings)
     target = mask_dsn(dsn)
-    project = project_dir(settings.transform.dbt_project_dir)
-    source = load_source(settings, marts, project=project)
-    grains = mart_grains(project)
+    parsed = manifest(project_dir(settings.transform.dbt_project_dir), settings.lake.home / "dbt")
+    source = load_source(settings, marts, parsed=parsed)
+    grains = mart_grains(parsed)
     layouts: dict[str, Layout] = {}
     for mart in source.marts:
         try:

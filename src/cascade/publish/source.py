@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-import yaml  # type: ignore[import-untyped,unused-ignore]
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.schema import Schema
@@ -26,6 +25,7 @@ from cascade.exceptions import LakeError, PublishError
 from cascade.lake.branches import branch_hash
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.nessie import NessieClient
+from cascade.transform.manifest import layer_models, model_grains
 
 log = logging.getLogger("cascade.publish")
 
@@ -33,15 +33,6 @@ SOURCE_NAMESPACE = "marts"
 #: Publish reads only the validated branch.
 PUBLISH_REF = MAIN.ref
 RUN_TRANSFORM = "run `cascade transform` (or `cascade run`) first"
-
-#: Each mart's grain when the dbt project's YAML is not at hand (it is the source of truth).
-DEFAULT_GRAINS: dict[str, tuple[str, ...]] = {
-    "mrt_glucose_overview": ("site_id",),
-    "mrt_time_in_range": ("site_id", "local_date"),
-    "mrt_daily_summary": ("site_id", "local_date"),
-    "mrt_glucose_hourly_patterns": ("site_id", "iso_day_of_week", "local_hour"),
-    "mrt_agp": ("site_id", "time_bin"),
-}
 
 
 @dataclass(frozen=True)
@@ -96,60 +87,25 @@ def nessie_reference_hash(
         raise PublishError(str(exc)) from None
 
 
-def expected_marts(project: Path | None) -> list[str]:
-    """The marts the dbt project defines (models/marts/*.sql), when the project is at hand."""
-    if project is None or not (project / "models" / "marts").is_dir():
-        return []
-    return sorted(p.stem for p in (project / "models" / "marts").glob("*.sql"))
+def expected_marts(parsed: dict[str, Any] | None) -> list[str]:
+    """The marts the dbt project defines (its models under models/marts), when it is at hand."""
+    return layer_models(parsed) if parsed is not None else []
 
 
-def mart_grains(project: Path | None) -> dict[str, tuple[str, ...]]:
-    """Each mart's grain, from the dbt YAML (`unique` column or `unique_combination` test)."""
-    grains = dict(DEFAULT_GRAINS)
-    if project is None or not (project / "models" / "marts").is_dir():
-        return grains
-    for path in sorted((project / "models" / "marts").glob("*.yml")):
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        for model in document.get("models") or []:
-            grain = _grain_of(model)
-            if grain:
-                grains[str(model["name"])] = grain
-    return grains
-
-
-def _grain_of(model: dict[str, object]) -> tuple[str, ...] | None:
-    for test in _tests(model):
-        if isinstance(test, dict) and "unique_combination" in test:
-            spec = test["unique_combination"] or {}
-            arguments = spec.get("arguments", spec) if isinstance(spec, dict) else {}
-            columns = (
-                arguments.get("combination_of_columns") if isinstance(arguments, dict) else None
-            )
-            if columns:
-                return tuple(str(c) for c in columns)
-    for column in model.get("columns") or []:  # type: ignore[attr-defined]
-        if isinstance(column, dict) and "unique" in _tests(column):
-            return (str(column["name"]),)
-    return None
-
-
-def _tests(node: dict[str, object]) -> list[object]:
-    tests = node.get("data_tests") or node.get("tests") or []
-    return list(tests) if isinstance(tests, list) else []
+def mart_grains(parsed: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    """Each mart's grain, from dbt's manifest (its `unique` or `unique_combination` test)."""
+    return model_grains(parsed) if parsed is not None else {}
 
 
 def load_source(
-    settings: Settings, wanted: Sequence[str] | None, *, project: Path | None
+    settings: Settings, wanted: Sequence[str] | None, *, parsed: dict[str, Any] | None
 ) -> Source:
     """The marts to publish, pinned to their current snapshots; refuses clearly when one is missing."""
     check_ref(settings)
     lakehouse = settings.lake.profile is Profile.LAKEHOUSE
     if not lakehouse:
         return Source(
-            marts=_load_marts(load_lake_catalog(settings), wanted, project),
+            marts=_load_marts(load_lake_catalog(settings), wanted, parsed),
             profile=settings.lake.profile.value,
             nessie_ref=None,
             nessie_hash=None,
@@ -158,7 +114,7 @@ def load_source(
     def pinned() -> Source:
         """The marts and main's commit, if main did not move while they were looked up."""
         before = nessie_reference_hash(settings)
-        marts = _load_marts(load_lake_catalog(settings), wanted, project)
+        marts = _load_marts(load_lake_catalog(settings), wanted, parsed)
         after = nessie_reference_hash(settings)
         if before != after:
             log.info("Nessie's %s moved while the marts were looked up; looking again", PUBLISH_REF)
@@ -185,7 +141,7 @@ class _BranchMoved(Exception):
 
 
 def _load_marts(
-    catalog: Catalog, wanted: Sequence[str] | None, project: Path | None
+    catalog: Catalog, wanted: Sequence[str] | None, parsed: dict[str, Any] | None
 ) -> tuple[SourceMart, ...]:
     try:
         present = sorted(identifier[-1] for identifier in catalog.list_tables(SOURCE_NAMESPACE))
@@ -200,7 +156,7 @@ def _load_marts(
         missing = [n for n in names if n not in present]
     else:
         names = present
-        missing = [n for n in expected_marts(project) if n not in present]
+        missing = [n for n in expected_marts(parsed) if n not in present]
     if missing:
         raise PublishError(
             f"mart(s) missing from the lake: {', '.join(f'{SOURCE_NAMESPACE}.{n}' for n in missing)} "
