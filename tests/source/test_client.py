@@ -167,9 +167,13 @@ def test_auth_errors_name_the_site_never_the_secret() -> None:
 
 def test_retries_back_off_on_429_and_honour_retry_after() -> None:
     calls: list[float] = []
+    now = [0.0]  # a fake clock: the client's backoff advances it instead of sleeping
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
 
     def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(time.monotonic())
+        calls.append(now[0])
         if len(calls) < 3:
             return httpx.Response(429, headers={"Retry-After": "0.3"})
         return httpx.Response(200, json=[])
@@ -178,6 +182,7 @@ def test_retries_back_off_on_429_and_honour_retry_after() -> None:
         SiteConfig(id="s", url="http://ns.test"),
         backoff_seconds=0.01,
         transport=httpx.MockTransport(handler),
+        sleep=sleep,
     )
     assert list(client.v1_pages(ENTRIES)) == []
     assert len(calls) == 3
@@ -188,16 +193,19 @@ def test_connection_errors_exhaust_retries_into_a_clear_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
+    waits: list[float] = []
     client = NightscoutClient(
         SiteConfig(id="down", url="http://ns.test"),
         max_retries=2,
         backoff_seconds=0.01,
         transport=httpx.MockTransport(handler),
+        sleep=waits.append,
     )
     with pytest.raises(
         NightscoutUnavailableError, match=r"'down'.*after 3 attempts.*connection failed"
     ):
         list(client.v1_pages(ENTRIES))
+    assert len(waits) == 2  # two backoffs between three attempts, none on the wall clock
 
 
 def test_tokens_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:

@@ -182,9 +182,11 @@ class NightscoutClient:
         concurrency: int = 2,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.site = site
         self._clock = clock  # epoch seconds: when a JWT is due for renewal
+        self._sleep = sleep  # how a retry waits out its backoff (tests pass a fake)
         self.page_size = page_size
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
@@ -290,6 +292,7 @@ class NightscoutClient:
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
             retry=retry_if_exception(_is_transient),
+            sleep=self._sleep,
             reraise=True,
         )
         try:
