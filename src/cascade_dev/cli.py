@@ -17,6 +17,7 @@ from cascade.cli.output import console, errors, fail
 from cascade.cli.render import ProgressRows
 from cascade.config import get_settings
 from cascade.exceptions import CascadeError
+from cascade.transform.project import domain_constants
 
 stack_app = typer.Typer(
     help="The lakehouse services (PostgreSQL, MinIO, Nessie, Trino) as local processes, for development and CI.",
@@ -62,9 +63,20 @@ def demo(
             )
     except CascadeError as exc:
         raise fail(exc) from None
+    domain = domain_constants()
     table = Table(
-        title="Headline metrics, 14 days to the last day with data (% of readings)",
-        caption="targets: TIR > 70, TBR < 4, TAR < 25, CV <= 36, % active >= 70",
+        title=f"Headline metrics, {domain.window_days} days to the last day with data (% of readings)",
+        caption="targets: "
+        + ", ".join(
+            f"{label} {domain.consensus_targets[metric][0]} {domain.consensus_targets[metric][1]:g}"
+            for label, metric in (
+                ("TIR", "tir_pct"),
+                ("TBR", "tbr_pct"),
+                ("TAR", "tar_pct"),
+                ("CV", "cv_pct"),
+            )
+        )
+        + f", % active >= {domain.min_cgm_active_pct:g}",
     )
     for column in ("subject", "ends", "active", "TIR", "TBR", "TAR", "GMI", "CV", "GRI"):
         table.add_column(

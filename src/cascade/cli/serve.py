@@ -15,6 +15,7 @@ from rich.table import Table
 from cascade.cli.output import OutputFormat, console, fail, parse_day
 from cascade.config import get_settings
 from cascade.exceptions import CascadeError
+from cascade.transform.project import domain_constants
 
 
 def query(
@@ -68,8 +69,9 @@ def report(
         ),
     ] = None,
     days: Annotated[
-        int, typer.Option("--days", help="Window length in days (the consensus period is 14).")
-    ] = 14,
+        int,
+        typer.Option("--days", help="Window length in days (the consensus reporting period)."),
+    ] = domain_constants().window_days,
 ) -> None:
     """Write the one-page AGP report: metrics against consensus targets, TIR bar, AGP curve, daily profiles."""
     from cascade.serve.report import render_report

@@ -1,7 +1,7 @@
 """The one-page AGP report (`cascade report`): IDC AGP report v4 layout, from the gold tables.
 
 Every number on the page is read from the lake, never recomputed here (one implementation of each
-metric: the dbt models, see docs/TRANSFORM.md and /work/shared/domain/cgm-metrics.md):
+metric: the dbt models, see docs/TRANSFORM.md, Metrics):
 
 - the 14-day window's metrics: `gold.glucose_metrics_14d` at `window_end_date = end`;
 - the AGP percentiles: `gold.agp_percentiles` (same window, 15-minute local time-of-day bins);
@@ -46,17 +46,22 @@ from cascade.config import Settings
 from cascade.exceptions import CascadeError, LakeError
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.duck import attach_catalog, connect
+from cascade.transform.project import domain_constants
 
-WINDOW_DAYS = 14
-"""Gold builds rolling 14-day windows: the consensus reporting period (Battelino et al. 2019)."""
+#: The constants the shipped models are built with (dbt_project.yml vars): the report describes
+#: the gold tables of that project (their names carry the window: glucose_metrics_14d).
+DOMAIN = domain_constants()
 
-MIN_CGM_ACTIVE_PCT = 70.0
+WINDOW_DAYS = DOMAIN.window_days
+"""Gold builds rolling windows of this many days: the consensus reporting period."""
+
+MIN_CGM_ACTIVE_PCT = DOMAIN.min_cgm_active_pct
 """Below this % time CGM active a window is not representative (consensus)."""
 
 NO_VALUE = "\N{EN DASH}"
 """Shown where the lake holds no value (e.g. SD of a single reading)."""
 
-MAX_BRIDGED_INTERVALS = 3
+MAX_BRIDGED_INTERVALS = DOMAIN.max_bridged_intervals
 """Daily traces are not drawn across gaps longer than this many sensor intervals (as dbt's events)."""
 
 REQUIRED_TABLES = (
@@ -125,12 +130,7 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "tir_pct": Target(">", 70),
-    "tbr_pct": Target("<", 4),
-    "tbr_level_2_pct": Target("<", 1),
-    "tar_pct": Target("<", 25),
-    "tar_level_2_pct": Target("<", 5),
-    "cv_pct": Target("<=", 36),
+    metric: Target(op, threshold) for metric, (op, threshold) in DOMAIN.consensus_targets.items()
 }
 
 EVENT_TYPES: tuple[tuple[str, str, str, str], ...] = (  # as gold.glycemic_events defines them
@@ -571,11 +571,11 @@ def draw_tir_bar(ax: Axes, data: ReportData, *, font: float = 7.5) -> None:
     tar = _float(w.get("tar_pct"))
     tbr = _float(w.get("tbr_pct"))
     goals = {
-        "very_high": "Goal: <5%",
-        "high": f"High + Very High {_fmt(tar, 1, '%')}, goal <25%",
-        "target": "Goal: >70%",
-        "low": f"Low + Very Low {_fmt(tbr, 1, '%')}, goal <4%",
-        "very_low": "Goal: <1%",
+        "very_high": f"Goal: {TARGETS['tar_level_2_pct'].text}",
+        "high": f"High + Very High {_fmt(tar, 1, '%')}, goal {TARGETS['tar_pct'].text}",
+        "target": f"Goal: {TARGETS['tir_pct'].text}",
+        "low": f"Low + Very Low {_fmt(tbr, 1, '%')}, goal {TARGETS['tbr_pct'].text}",
+        "very_low": f"Goal: {TARGETS['tbr_level_2_pct'].text}",
     }
     slots = {"very_high": 93.0, "high": 72.0, "target": 51.0, "low": 30.0, "very_low": 9.0}
     label_x = bar_left + bar_width + 0.1

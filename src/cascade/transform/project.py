@@ -8,7 +8,11 @@ The project is `transforms/dbt/` in the repository, shipped inside the package a
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from cascade.exceptions import TransformError
 
@@ -56,3 +60,40 @@ def project_fingerprint(directory: Path) -> str:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DomainConstants:
+    """The clinical constants the models are built with: the dbt project's `vars`, read, not repeated."""
+
+    window_days: int  # the rolling reporting window (consensus: 14 days)
+    min_cgm_active_pct: float  # below this % time CGM active a window is not representative
+    max_bridged_intervals: int  # a gap longer than this many sensor intervals ends a run
+    agp_bin_minutes: int
+    mg_dl_per_mmol_l: float
+    consensus_targets: dict[str, tuple[str, float]]  # metric -> (">", "<" or "<=", % of readings)
+
+
+@lru_cache(maxsize=4)
+def domain_constants(directory: Path = BUNDLED_PROJECT_DIR) -> DomainConstants:
+    """The domain constants of the dbt project at `directory` (dbt_project.yml `vars`)."""
+    try:
+        variables = yaml.safe_load((directory / "dbt_project.yml").read_text(encoding="utf-8"))[
+            "vars"
+        ]
+        return DomainConstants(
+            window_days=int(variables["metrics_window_days"]),
+            min_cgm_active_pct=float(variables["min_cgm_active_pct"]),
+            max_bridged_intervals=int(variables["max_bridged_intervals"]),
+            agp_bin_minutes=int(variables["agp_bin_minutes"]),
+            mg_dl_per_mmol_l=float(variables["mg_dl_per_mmol_l"]),
+            consensus_targets={
+                str(metric): (str(rule[0]), float(rule[1]))
+                for metric, rule in variables["consensus_targets"].items()
+            },
+        )
+    except (OSError, KeyError, TypeError, ValueError, IndexError, yaml.YAMLError) as exc:
+        raise TransformError(
+            f"the dbt project at {directory} lacks a domain constant in dbt_project.yml vars: "
+            f"{type(exc).__name__} {exc}"
+        ) from None
