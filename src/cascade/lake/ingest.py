@@ -48,6 +48,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import And, EqualTo, IsNull
 from pyiceberg.table import Table
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from cascade.config import Settings, SiteConfig
 from cascade.exceptions import (
@@ -322,8 +323,10 @@ class Ingestor:
         catalog: Catalog | None = None,
         clients: dict[str, NightscoutClient] | None = None,
         progress: ProgressCallback | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
+        self._sleep = sleep  # how a commit retry waits (tests pass a fake)
         self.catalog = catalog or load_lake_catalog(settings)
         self.stage = Stage.for_settings(settings)
         self._clients = clients or {}
@@ -619,25 +622,32 @@ class Ingestor:
         """Write the site's batch and cursor. If another writer commits first, re-read the tables
         and merge again: the upsert's look-up of existing rows must see the other writer's."""
         batch = state.batch
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                result = self._write(
-                    table,
-                    rejects_table,
-                    state,
-                    load_id,
-                    before_commit=lambda: self._land(state, load_id),
-                )
-                break
-            except CommitFailedException:
-                if attempt == COMMIT_ATTEMPTS:
-                    raise LakeError(
-                        f"raw.{batch.collection}: other writers kept committing first "
-                        f"({COMMIT_ATTEMPTS} attempts); nothing was half-written, run it again"
-                    ) from None
-                time.sleep(random.uniform(0.05, 0.25) * attempt)
-                table.refresh()
-                rejects_table.refresh()
+        retrying = Retrying(
+            retry=retry_if_exception_type(CommitFailedException),
+            stop=stop_after_attempt(COMMIT_ATTEMPTS),
+            # a random pause, longer after each lost race, so racing writers fall out of step
+            wait=lambda retry: random.uniform(0.05, 0.25) * retry.attempt_number,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:  # another writer committed first
+                        table.refresh()
+                        rejects_table.refresh()
+                    result = self._write(
+                        table,
+                        rejects_table,
+                        state,
+                        load_id,
+                        before_commit=lambda: self._land(state, load_id),
+                    )
+        except CommitFailedException:
+            raise LakeError(
+                f"raw.{batch.collection}: other writers kept committing first "
+                f"({COMMIT_ATTEMPTS} attempts); nothing was half-written, run it again"
+            ) from None
         report = state.report
         report.rejected += len(batch.rejects)
         report.inserted += result.inserted
