@@ -27,7 +27,7 @@ from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.nessie import NessieClient
 from cascade.transform.manifest import layer_models, model_grains
 
-log = logging.getLogger("cascade.publish")
+log = logging.getLogger(__name__)
 
 SOURCE_NAMESPACE = "marts"
 #: Publish reads only the validated branch.
