@@ -76,8 +76,10 @@ class _RedactTokenPaths(logging.Filter):
         return True
 
 
-for _logger in ("httpx", "httpcore"):
-    logging.getLogger(_logger).addFilter(_RedactTokenPaths())
+# Not logging configuration (no level, handler or format: that is the CLI's) but a safeguard that
+# goes wherever a token can be sent: installed by each client, not at import. addFilter adds one
+# filter object only once, so every client shares this one.
+_REDACT_TOKEN_PATHS = _RedactTokenPaths()
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ class NightscoutClient:
         self.site = site
         self._clock = clock  # epoch seconds: when a JWT is due for renewal
         self._sleep = sleep  # how a retry waits out its backoff (tests pass a fake)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).addFilter(_REDACT_TOKEN_PATHS)
         self.page_size = page_size
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
