@@ -45,11 +45,10 @@ def test_a_failing_test_names_itself_and_writes_nothing(
     (project / "tests" / "singular" / "assert_no_subject_has_readings.sql").write_text(
         "select site_id from {{ ref('dim_subject') }} where reading_count > 0\n"
     )
-    monkeypatch.setenv(PROJECT_DIR_ENV, str(project))
     load_entries(catalog)
 
     with pytest.raises(TransformError) as failure:
-        transform(settings)
+        transform(settings.with_values(**{PROJECT_DIR_ENV: project}))
 
     message = str(failure.value)
     assert isinstance(failure.value, CascadeError)
