@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,14 +51,23 @@ def served(env: dict[str, str]) -> Iterator[dict[str, str]]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # The server prints NIGHTSCOUT_SITES once it listens: read its output, rather than poll it.
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def read_output() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("NIGHTSCOUT_SITES="):
+                listening.set()
+        listening.set()  # the process ended: let the check below say so
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/subject-01/api/v3/version", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        assert listening.wait(60) and process.poll() is None, "".join(lines)
+        httpx.get(f"http://127.0.0.1:{port}/subject-01/api/v3/version", timeout=5)
         sites = [
             {
                 "id": f"subject-0{i}",
@@ -70,5 +79,7 @@ def served(env: dict[str, str]) -> Iterator[dict[str, str]]:
         yield dict(env, NIGHTSCOUT_SITES=json.dumps(sites))
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=10)
+        process.wait(timeout=10)
+        reader.join(10)
+        output = "".join(lines)
         assert "clinic-secret-123" not in output and "reader-0123456789" not in output
