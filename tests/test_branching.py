@@ -21,7 +21,7 @@ def test_names_nessie_accepts_pass(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "1dev", "dev..x", "dev/", "dev.", "de v", "dev?x=1", "dev@abc", "../main"]
+    "name", ["", "1dev", "dev..x", "dev/", "dev.", "de v", "dev?x=1", "dev@abc", "../main", "dev\n"]
 )
 def test_names_nessie_refuses_are_refused_with_the_rule(name: str) -> None:
     with pytest.raises(

@@ -45,7 +45,7 @@ def test_overrides_use_the_variables_names_and_copies_are_validated(
         load_settings(NESSIE_BRANCH="dev")
 
 
-@pytest.mark.parametrize("ref", ["dev..x", "1dev", "dev/", "a b", "dev?x=1"])
+@pytest.mark.parametrize("ref", ["dev..x", "1dev", "dev/", "a b", "dev?x=1", "dev\n"])
 def test_nessie_ref_is_checked_before_it_goes_into_a_url(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ref: str
 ) -> None:

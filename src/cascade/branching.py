@@ -18,9 +18,12 @@ from dataclasses import dataclass
 
 from cascade.exceptions import ConfigurationError
 
-#: Nessie's rule for reference names (org.projectnessie.model.Validation.REF_NAME_REGEX): starts
-#: with a letter, then letters, digits and `./_-`, no `..`, not ending in `.` or `/`; or just `-`.
-REF_NAME = re.compile(r"^(?:[A-Za-z](?:(?:(?![.][.])[A-Za-z0-9./_-])*[A-Za-z0-9_-])?)$|^-$")
+#: Nessie's rule for reference names (org.projectnessie.model.Validation.REF_NAME_RAW_REGEX,
+#: which Java applies with `matches()`, i.e. to the whole name): starts with a letter, then
+#: letters, digits and `./_-`, no `..`, not ending in `.` or `/`; or just `-`. Applied with
+#: `fullmatch`: Python's `$` also matches before a trailing newline, which would let "dev\n"
+#: through into a URL.
+REF_NAME = re.compile(r"(?:[A-Za-z](?:(?:(?![.][.])[A-Za-z0-9./_-])*[A-Za-z0-9_-])?)|-")
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,10 @@ BRANCHES: tuple[Branch, ...] = (MAIN, DEV)
 
 def check_ref_name(name: str, variable: str = "NESSIE_REF") -> str:
     """`name` if Nessie accepts it as a reference name, else a ConfigurationError naming the rule."""
-    if not REF_NAME.match(name):
+    if not REF_NAME.fullmatch(name):
         raise ConfigurationError(
             f"{variable}={name!r} is not a valid Nessie branch name: it must start with a letter and "
-            "hold only letters, digits and . / _ - (no '..', not ending in '.' or '/')"
+            "hold only letters, digits and . / _ - (no '..', not ending in '.' or '/'), or be just '-'"
         )
     return name
 
