@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from cascade.serve.report import _trace
+from cascade.serve.report.data import _trace
 
 MINUTE_MS = 60_000
 
