@@ -132,7 +132,7 @@ def add_last_day(ns: FakeNightscout, last_day: dict[str, Documents]) -> int:
 
 
 def marts_dsn(stack: Settings) -> str:
-    return stack.stack.postgres_dsn("marts", "marts", stack.stack.marts_db_password)
+    return stack.stack.marts_dsn
 
 
 def engine_settings(engine: str, home: Path, ns: FakeNightscout, stack: Settings) -> Settings:

@@ -347,6 +347,11 @@ class StackSettings(_Section):
     def postgres_dsn(self, database: str, user: str, password: SecretStr) -> str:
         return f"postgresql://{user}:{password.get_secret_value()}@{self.host}:{self.postgres_port}/{database}"
 
+    @property
+    def marts_dsn(self) -> str:
+        """The stack's `marts` database: the lakehouse profile's default MARTS_DATABASE_URL."""
+        return self.postgres_dsn("marts", "marts", self.marts_db_password)
+
 
 class Settings(BaseModel):
     """Every setting Cascade reads, one section per part. See `.env.example` for the list."""

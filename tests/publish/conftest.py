@@ -77,12 +77,12 @@ def postgres(stack_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def marts_dsn(postgres: Settings) -> str:
-    return postgres.postgres_dsn("marts", "marts", postgres.marts_db_password)
+    return postgres.stack.marts_dsn
 
 
 @pytest.fixture(scope="session")
 def bi_dsn(postgres: Settings) -> str:
-    return postgres.postgres_dsn("marts", "bi_reader", postgres.bi_reader_password)
+    return postgres.stack.postgres_dsn("marts", "bi_reader", postgres.stack.bi_reader_password)
 
 
 @dataclass

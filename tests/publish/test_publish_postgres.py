@@ -428,7 +428,7 @@ def test_the_bi_role_reads_the_marts_and_cannot_change_anything(
 
 
 def test_a_wrong_password_is_never_shown(lake: Lake, postgres: Any) -> None:
-    dsn = postgres.postgres_dsn("marts", "marts", SecretStr("not-the-password-42"))
+    dsn = postgres.stack.postgres_dsn("marts", "marts", SecretStr("not-the-password-42"))
     with pytest.raises(PublishError) as failure:
         publish(configure(lake, dsn, "m_denied"))
     message = str(failure.value)

@@ -216,7 +216,7 @@ def test_published_lakehouse_marts_equal_the_embedded_marts(
     embedded: Settings, lakehouse_run: tuple[Settings, str], stack: Settings
 ) -> None:
     settings, _ = lakehouse_run
-    dsn = stack.stack.postgres_dsn("marts", "marts", stack.stack.marts_db_password)
+    dsn = stack.stack.marts_dsn
     schema = "marts_lakehouse"
     printed = _cascade(
         "publish",

@@ -27,7 +27,7 @@ def resolve_dsn(settings: Settings) -> str:
     elif settings.lake.profile is Profile.LAKEHOUSE:
         # The lakehouse default: the marts database of the local stack (STACK_HOST, POSTGRES_PORT,
         # MARTS_DB_PASSWORD), as docker-compose and `cascade stack up` provision it.
-        dsn = settings.stack.postgres_dsn("marts", "marts", settings.stack.marts_db_password)
+        dsn = settings.stack.marts_dsn
     else:
         raise ConfigurationError(NO_DSN_MESSAGE)
     try:
