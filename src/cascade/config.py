@@ -5,8 +5,17 @@
 project), `marts` (publishing to PostgreSQL) and `stack` (the local services the development
 platform runs). Each section is a pydantic-settings model that reads its own variables, under the
 flat names users set (`NESSIE_URI`, `S3_ENDPOINT`, `POSTGRES_PORT`...): pydantic-settings' nested
-models would name them `NESSIE__URI`, which would break every deployment. Every variable is read
-by exactly one field.
+models would name them `NESSIE__URI`, which would break every deployment. An `env_prefix` per
+section does not fit either: one section's names share no prefix (the stack reads
+`POSTGRES_PORT`, `MINIO_ROOT_PASSWORD`, `TRINO_JAVA_HOME`). So each field names its variable with
+`validation_alias=AliasChoices(VARIABLE, field)` (the helper `env()`): the name a user sets is
+written next to the field that reads it, and the same table routes overrides and error messages
+back to the variable. Every variable is read by exactly one field.
+
+The local PostgreSQL's host, port and marts password are the `stack` section's (`STACK_HOST`,
+`POSTGRES_PORT`, `MARTS_DB_PASSWORD`); `stack.marts_dsn` built from them is the lakehouse
+profile's default `MARTS_DATABASE_URL`. Values derived from several sections (`stack_home`,
+`on_local_stack`) are properties of `Settings`, computed in one place.
 
 The CLI (or a dev tool, or a test) builds `Settings` once with `load_settings()` and passes it
 down; nothing below the CLI reads the environment. Overrides use the variables' own names, the
