@@ -6,6 +6,7 @@ publishes into its own schema, so the tests do not depend on each other's order.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -50,6 +51,33 @@ from cascade.lake.duck import attach_catalog, connect
 from cascade.publish import PublishError, PublishResult, publish
 
 from .conftest import MART_GRAINS, Lake
+
+
+class _LogEvent(logging.Handler):
+    """An event set when `logger` logs a message containing `text` (while used as a context)."""
+
+    def __init__(self, logger: str, text: str) -> None:
+        super().__init__(logging.INFO)
+        self._logger, self._text = logging.getLogger(logger), text
+        self._event = threading.Event()
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._text in record.getMessage():
+            self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+    def __enter__(self) -> _LogEvent:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -312,9 +340,10 @@ def test_a_long_reader_sees_the_whole_old_mart_and_the_publish_waits_for_it(
     assert holding.wait(10)
     # while the publish waits, other readers are held up at most one lock_timeout per try
     waiter_times: list[float] = []
+    retrying = _LogEvent("cascade.publish.publisher", "old marts locked")
 
     def other_reader() -> None:
-        time.sleep(0.5)
+        assert retrying.wait(30)  # the publish's first lock try has timed out: it is waiting
         started = time.monotonic()
         pg(bi_dsn, f"select count(*) from {schema}.mrt_time_in_range")
         waiter_times.append(time.monotonic() - started)
@@ -322,7 +351,8 @@ def test_a_long_reader_sees_the_whole_old_mart_and_the_publish_waits_for_it(
     other = threading.Thread(target=other_reader)
     other.start()
     started = time.monotonic()
-    result = publish(settings)
+    with retrying:
+        result = publish(settings)
     finished = time.monotonic()
     thread.join(30)
     other.join(30)
