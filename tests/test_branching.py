@@ -30,6 +30,20 @@ def test_names_nessie_refuses_are_refused_with_the_rule(name: str) -> None:
         check_ref_name(name)
 
 
+@pytest.mark.parametrize("name", ["HEAD", "head", "Detached", "deadbeef", "CAFEBABE12345678"])
+def test_names_nessie_reserves_are_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"Nessie reserves HEAD, DETACHED"):
+        check_ref_name(name)
+
+
+def test_a_reserved_nessie_ref_is_a_configuration_error_naming_the_variable() -> None:
+    from cascade.config import load_settings
+
+    with pytest.raises(ConfigurationError, match=r"NESSIE_REF: .*Nessie reserves") as caught:
+        load_settings(NESSIE_REF="deadbeef")
+    assert "deadbeef" not in str(caught.value)
+
+
 def test_every_branch_has_its_own_target_and_catalog() -> None:
     assert MAIN in BRANCHES
     assert len({b.ref for b in BRANCHES}) == len(BRANCHES)

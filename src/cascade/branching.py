@@ -24,6 +24,11 @@ from cascade.exceptions import ConfigurationError
 #: `fullmatch`: Python's `$` also matches before a trailing newline, which would let "dev\n"
 #: through into a URL.
 REF_NAME = re.compile(r"(?:[A-Za-z](?:(?:(?![.][.])[A-Za-z0-9./_-])*[A-Za-z0-9_-])?)|-")
+#: Names Nessie refuses to create although they match REF_NAME
+#: (Validation.validateForbiddenReferenceName): HEAD and DETACHED in any case, and anything that
+#: reads as a commit hash (Validation.HASH_RAW_REGEX), which `name@hash` paths would confuse.
+FORBIDDEN_REF_NAMES = frozenset({"HEAD", "DETACHED"})
+HASH_LIKE = re.compile(r"[0-9a-fA-F]{8,64}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ def check_ref_name(name: str, variable: str = "NESSIE_REF") -> str:
         raise ConfigurationError(
             f"{variable}={name!r} is not a valid Nessie branch name: it must start with a letter and "
             "hold only letters, digits and . / _ - (no '..', not ending in '.' or '/'), or be just '-'"
+        )
+    if name.upper() in FORBIDDEN_REF_NAMES or HASH_LIKE.fullmatch(name):
+        raise ConfigurationError(
+            f"{variable}={name!r} is not a valid Nessie branch name: Nessie reserves HEAD, "
+            "DETACHED and names that read as a commit hash (8 to 64 hex digits)"
         )
     return name
 
