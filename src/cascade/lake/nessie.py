@@ -1,6 +1,6 @@
 """Nessie's REST API v2: the calls Cascade makes, in one small typed client on httpx.
 
-Promotion (`lake/promote.py`), `cascade branch`, `cascade doctor` and the local stack all go
+Promotion (`lake/branches.py`), `cascade branch`, `cascade doctor` and the local stack all go
 through `NessieClient`, so every Nessie answer is read, and every failure worded, in one place.
 Messages name Nessie's URL (which holds no credentials) and never a request body.
 """
