@@ -14,7 +14,7 @@ import httpx
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
-from cascade.config import Profile, Settings, load_settings
+from cascade.config import Profile, Settings
 from cascade.exceptions import CascadeError
 from cascade.lake.nessie import NessieClient
 
@@ -178,12 +178,14 @@ def _site(settings: Settings, site_id: str) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Settings | None = None) -> list[Check]:
+def configuration_failed(exc: CascadeError) -> list[Check]:
+    """The report when the settings cannot be read: the one failing check, naming the variable."""
+    return [Check("configuration", False, str(exc))]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check the active profile needs, on the settings the caller read (the CLI's)."""
     checks: list[Check] = []
-    try:
-        settings = settings or load_settings()
-    except CascadeError as exc:
-        return [Check("configuration", False, str(exc))]
     checks.append(
         Check(
             "configuration",

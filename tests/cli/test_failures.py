@@ -84,6 +84,13 @@ def test_malformed_sites_setting_is_named_without_its_value(env: dict[str, str])
     assert "s3cr3t-value" not in line
 
 
+def test_doctor_reports_a_bad_setting_as_its_first_finding(env: dict[str, str]) -> None:
+    result = cascade("doctor", env=dict(env, NESSIE_REF="HEAD"), check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "configuration" in result.stdout and "NESSIE_REF" in result.stdout
+
+
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(
     served: dict[str, str], tmp_path: Path
 ) -> None:

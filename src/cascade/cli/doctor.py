@@ -10,9 +10,16 @@ from cascade.cli.output import console
 
 def doctor() -> None:
     """Check the configuration and every service the active profile needs, and say exactly what is wrong."""
-    from cascade.doctor import run_checks
+    from cascade.config import get_settings
+    from cascade.doctor import configuration_failed, run_checks
+    from cascade.exceptions import CascadeError
 
-    checks = run_checks()
+    try:
+        settings = get_settings()
+    except CascadeError as exc:  # a bad setting is the doctor's first finding, not a crash
+        checks = configuration_failed(exc)
+    else:
+        checks = run_checks(settings)
     table = Table(title="cascade doctor")
     for column in ("check", "", "detail"):
         table.add_column(column)
