@@ -7,9 +7,11 @@ import http.server
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cascade.config import load_settings
@@ -18,6 +20,7 @@ from cascade_dev.stack import StackError
 from cascade_dev.stack.downloads import MavenArtifact, fetch_maven
 from cascade_dev.stack.process import ManagedProcess, tail, wait_until
 from cascade_dev.stack.stack import _with_dependencies, logs
+from cascade_dev.stack.trino import run_query as trino_query
 
 
 # ---- settings ------------------------------------------------------------------------------------
@@ -96,6 +99,52 @@ def test_wait_until_reports_a_dead_process_with_its_log(tmp_path: Path) -> None:
     log.write_text("line one\nboom: port already in use\n")
     with pytest.raises(StackError, match=r"exited while starting(.|\n)*boom"):
         wait_until(lambda: False, timeout=5, what="svc", alive=lambda: False, log_path=log)
+
+
+def test_wait_until_polls_past_failed_checks_without_sleeping_for_real() -> None:
+    answers: list[bool | Exception] = [OSError("refused"), False, True]
+    waits: list[float] = []
+
+    def check() -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer  # a probe that raises is "not yet"
+        return answer
+
+    wait_until(check, timeout=60, what="svc", interval=0.5, sleep=waits.append)
+    assert waits == [0.5, 0.5] and answers == []
+
+
+def test_wait_until_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    log = tmp_path / "svc.log"
+    log.write_text("still warming up\n")
+    waits: list[float] = []
+    with pytest.raises(StackError, match=r"svc: not healthy after 0s(.|\n)*warming up"):
+        wait_until(lambda: False, timeout=0, what="svc", log_path=log, sleep=waits.append)
+    assert waits == []  # out of time after the first check: no pause before giving up
+
+
+def test_trino_query_asks_again_while_trino_is_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """502/503 mean "not yet": the same request again, every 0.2 s (here on a fake sleep)."""
+    answers = [
+        httpx.Response(503),
+        httpx.Response(503),
+        httpx.Response(200, json={"data": [[1]], "nextUri": "http://trino/v1/next"}),
+        httpx.Response(502),
+        httpx.Response(200, json={"data": [[2]]}),
+    ]
+    sent: list[str] = []
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # tenacity's default sleep calls it
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        return answers.pop(0)
+
+    rows = trino_query("http://trino", "select 1", transport=httpx.MockTransport(answer))
+    assert rows == [[1], [2]]
+    assert sent == ["POST /v1/statement"] * 3 + ["GET /v1/next"] * 2
+    assert waits == [0.2] * 3
 
 
 # ---- downloads -----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
 from cascade.exceptions import CascadeError
 
 if TYPE_CHECKING:
@@ -82,20 +84,43 @@ def wait_until(
     alive: Callable[[], bool] | None = None,
     log_path: Path | None = None,
     interval: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Poll `check` until it is true; fail fast if the process died, with the end of its log."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> bool:
         try:
             if check():
-                return
+                return True
         except Exception:  # a health probe that raises is just "not yet"
             pass
         if alive is not None and not alive():
             raise StackError(f"{what}: the process exited while starting{_log_excerpt(log_path)}")
-        if time.monotonic() > deadline:
-            raise StackError(f"{what}: not healthy after {timeout:.0f}s{_log_excerpt(log_path)}")
-        time.sleep(interval)
+        return False
+
+    if not poll(ready, timeout=timeout, interval=interval, sleep=sleep):
+        raise StackError(f"{what}: not healthy after {timeout:.0f}s{_log_excerpt(log_path)}")
+
+
+def poll(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Call `ready` every `interval` seconds until it is true (True) or `timeout` has passed (False).
+
+    What `ready` raises is not caught: it ends the wait at once (tenacity retries only a False).
+    """
+    polling = Retrying(
+        retry=retry_if_result(lambda done: not done),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        sleep=sleep,
+        retry_error_callback=lambda state: False,
+    )
+    return bool(polling(ready))
 
 
 def _log_excerpt(log_path: Path | None, lines: int = 25) -> str:
@@ -172,16 +197,15 @@ class ManagedProcess:
             self.pid_file.unlink(missing_ok=True)
             return False
         self._signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if self.pid() is not None:
+        # Often not our child (an earlier `cascade stack up` started it): no exit to wait on, so poll.
+        if not poll(self._gone, timeout=timeout, interval=0.2):
             self._signal(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while self.pid() is not None and time.monotonic() < deadline:
-                time.sleep(0.2)
+            poll(self._gone, timeout=10, interval=0.2)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def _gone(self) -> bool:
+        return self.pid() is None
 
     @staticmethod
     def _signal(pid: int, sig: signal.Signals) -> None:

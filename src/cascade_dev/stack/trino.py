@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_result, wait_fixed
 
 from cascade.branching import BRANCHES
 from cascade.config import Settings
@@ -57,7 +58,12 @@ class TrinoQueryError(StackError):
 
 
 def run_query(
-    uri: str, sql: str, *, user: str = "cascade", timeout: float = 120.0
+    uri: str,
+    sql: str,
+    *,
+    user: str = "cascade",
+    timeout: float = 120.0,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[list[Any]]:
     """Run one statement through Trino's HTTP protocol and return all its rows.
 
@@ -67,13 +73,12 @@ def run_query(
     headers = {"X-Trino-User": user, "X-Trino-Source": "cascade-stack"}
     deadline = time.monotonic() + timeout
     rows: list[list[Any]] = []
-    with httpx.Client(timeout=30) as client:
-        response = client.post(f"{uri}/v1/statement", content=sql.encode(), headers=headers)
+    with httpx.Client(timeout=30, transport=transport) as client:
+        statement = client.build_request(
+            "POST", f"{uri}/v1/statement", content=sql.encode(), headers=headers
+        )
+        response = _send_while_unavailable(client, statement, deadline)
         while True:
-            if response.status_code in (502, 503):
-                time.sleep(0.2)
-                response = client.get(str(response.request.url), headers=headers)
-                continue
             response.raise_for_status()
             payload = response.json()
             if "error" in payload:
@@ -86,7 +91,32 @@ def run_query(
             if time.monotonic() > deadline:
                 client.delete(next_uri, headers=headers)
                 raise TrinoQueryError(f"Trino: no result after {timeout:.0f}s for: {sql[:200]}")
-            response = client.get(next_uri, headers=headers)
+            response = _send_while_unavailable(
+                client, client.build_request("GET", next_uri, headers=headers), deadline
+            )
+
+
+def _send_while_unavailable(
+    client: httpx.Client, request: httpx.Request, deadline: float
+) -> httpx.Response:
+    """Send `request`, and again every 0.2 s while Trino answers 502/503 (still starting).
+
+    Trino's protocol asks for the same request again on these; by `deadline` the last answer is
+    returned as it is (for `raise_for_status`).
+    """
+    sending = Retrying(
+        retry=retry_if_result(lambda response: response.status_code in (502, 503)),
+        stop=lambda state: time.monotonic() > deadline,
+        wait=wait_fixed(0.2),
+        retry_error_callback=_last_answer,
+    )
+    return sending(client.send, request)
+
+
+def _last_answer(state: RetryCallState) -> httpx.Response:
+    assert state.outcome is not None
+    answer: httpx.Response = state.outcome.result()
+    return answer
 
 
 class Trino(ProcessService):
