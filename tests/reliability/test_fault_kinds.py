@@ -22,7 +22,8 @@ from cascade.exceptions import SitesFailedError
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
 from cascade.lake.tables import read_cursor
-from cascade_dev.fake_nightscout.server import FAULT_KINDS, FakeNightscout
+from cascade_dev.fake_nightscout.protocol import FAULT_KINDS
+from cascade_dev.fake_nightscout.server import FakeNightscout
 
 from .harness import (
     SEED,

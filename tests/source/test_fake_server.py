@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from cascade_dev.fake_nightscout import FakeNightscout, SiteStore
-from cascade_dev.fake_nightscout.server import COUNT_QUERY_OPTIONS, build_v1_query, parse_v3_time
+from cascade_dev.fake_nightscout.protocol import parse_v3_time
+from cascade_dev.fake_nightscout.v1_query import COUNT_QUERY_OPTIONS, build_v1_query
 
 pytestmark = pytest.mark.integration
 
