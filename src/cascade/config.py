@@ -189,6 +189,8 @@ class NessieSettings(_Section):
 
     uri: str = env("NESSIE_URI", "http://127.0.0.1:19120")
     ref: str = env("NESSIE_REF", MAIN.ref)
+    #: How long one call of Cascade's Nessie client (promote, `cascade branch`) may take.
+    timeout_seconds: float = env("NESSIE_TIMEOUT_SECONDS", 30.0, gt=0)
 
     @field_validator("ref")
     @classmethod

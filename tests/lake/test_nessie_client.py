@@ -179,3 +179,19 @@ def test_ensure_branches_needs_main() -> None:
 
     with client(handler) as nessie, pytest.raises(LakeError, match="has no branch 'main'"):
         ensure_branches(nessie)
+
+
+def test_the_client_takes_its_url_and_timeout_from_the_settings() -> None:
+    from cascade.config import load_settings
+
+    timeouts: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"defaultBranch": "main"})
+
+    settings = load_settings(NESSIE_URI=URI, NESSIE_TIMEOUT_SECONDS=7.5).nessie
+    with NessieClient.from_settings(settings, transport=httpx.MockTransport(handler)) as nessie:
+        assert nessie.uri == URI
+        assert nessie.config() == {"defaultBranch": "main"}
+    assert timeouts == [{"connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5}]

@@ -131,7 +131,7 @@ def branch_list() -> None:
 
     settings = get_settings()
     try:
-        with NessieClient(settings.nessie.uri) as nessie:
+        with NessieClient.from_settings(settings.nessie) as nessie:
             heads = nessie.branches()
     except CascadeError as exc:
         raise fail(exc) from None
@@ -163,7 +163,7 @@ def branch_create(
 
     settings = get_settings()
     try:
-        with NessieClient(settings.nessie.uri) as nessie:
+        with NessieClient.from_settings(settings.nessie) as nessie:
             created = ensure_branches(nessie, names)
     except CascadeError as exc:
         raise fail(exc) from None

@@ -52,7 +52,9 @@ def _client(
     settings: Settings, client: NessieClient | None
 ) -> AbstractContextManager[NessieClient]:
     """The caller's client (left open), or a new one on NESSIE_URI closed after use."""
-    return nullcontext(client) if client is not None else NessieClient(settings.nessie.uri)
+    return (
+        nullcontext(client) if client is not None else NessieClient.from_settings(settings.nessie)
+    )
 
 
 def branch_hash(settings: Settings, ref: str, *, client: NessieClient | None = None) -> str:

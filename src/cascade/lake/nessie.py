@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from cascade.branching import check_ref_name
 from cascade.exceptions import LakeError
+
+if TYPE_CHECKING:
+    from cascade.config import NessieSettings
 
 #: The head of a branch with no commits yet (Nessie's "no ancestor" hash), e.g. a new server's main.
 EMPTY_BRANCH_HASH = "2e1cfa82b035c26cbbbdae632cea070514eb8b773f616aaeaf668e2f0be8f10d"
@@ -56,6 +59,13 @@ class NessieClient:
         self._http = httpx.Client(
             base_url=f"{self.uri}/api/v2", timeout=timeout, transport=transport
         )
+
+    @classmethod
+    def from_settings(
+        cls, settings: NessieSettings, *, transport: httpx.BaseTransport | None = None
+    ) -> NessieClient:
+        """A client on NESSIE_URI whose calls each take at most NESSIE_TIMEOUT_SECONDS."""
+        return cls(settings.uri, timeout=settings.timeout_seconds, transport=transport)
 
     def __enter__(self) -> NessieClient:
         return self
