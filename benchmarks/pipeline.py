@@ -38,13 +38,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import psycopg
 from psycopg import sql
 
+from cascade.branching import MAIN
 from cascade.config import Settings, SiteConfig, load_settings
 from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.ingest import ingest
+from cascade.lake.nessie import NessieClient
 from cascade.publish import publish
 from cascade.transform.runner import transform
 from cascade_dev.fake_nightscout.server import FakeNightscout
@@ -152,13 +153,16 @@ def engine_settings(engine: str, home: Path, ns: FakeNightscout, stack: Settings
             iceberg_staging_path=None,
             **common,
         )
-    return stack.on_local_stack("main", **common)
+    return stack.on_local_stack(MAIN.ref, **common)
 
 
 def wipe_main(stack: Settings) -> None:
     """Drop every schema Cascade writes on Nessie's `main` (Trino catalog `iceberg`)."""
     for namespace in WIPED_NAMESPACES:
-        trino_query(stack.stack_trino_uri, f"DROP SCHEMA IF EXISTS iceberg.{namespace} CASCADE")
+        trino_query(
+            stack.stack_trino_uri,
+            f"DROP SCHEMA IF EXISTS {MAIN.trino_catalog}.{namespace} CASCADE",
+        )
 
 
 def drop_published(stack: Settings, schema: str) -> None:
@@ -209,7 +213,8 @@ def preflight(stack: Settings, engines: Sequence[str]) -> None:
         return
     try:
         trino_query(stack.stack_trino_uri, "SELECT 1", timeout=30)
-        httpx.get(f"{stack.stack.nessie_uri}/api/v2/trees/main", timeout=10).raise_for_status()
+        with NessieClient(stack.stack.nessie_uri, timeout=10) as nessie:
+            nessie.branch_hash(MAIN.ref)
     except Exception as exc:
         raise SystemExit(
             f"the stack's Trino ({stack.stack_trino_uri}) or Nessie ({stack.stack.nessie_uri}) does not answer: "
