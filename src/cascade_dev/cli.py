@@ -120,10 +120,15 @@ def _stack_table(statuses: list[Any], title: str) -> Table:
 
 
 def _stack_logging() -> None:
-    """The stack narrates what it installs and starts (the CLI's handler prints it)."""
+    """The stack narrates what it installs and starts (the CLI's handler prints it).
+
+    At least INFO: with --debug, `configure_logging` has already opened it to DEBUG.
+    """
     import logging
 
-    logging.getLogger("cascade_dev.stack").setLevel(logging.INFO)
+    stack_log = logging.getLogger("cascade_dev.stack")
+    if stack_log.getEffectiveLevel() > logging.INFO:
+        stack_log.setLevel(logging.INFO)
 
 
 @stack_app.command("up")
