@@ -11,7 +11,7 @@ import pytest
 
 from cascade.cli.errors import explain
 from cascade.config import get_settings
-from cascade.exceptions import LakeError
+from cascade.exceptions import CascadeError, LakeError
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,15 @@ def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 def test_cascade_errors_speak_for_themselves() -> None:
     assert explain(LakeError("raw.entries: run it again")) == "raw.entries: run it again"
+
+
+def test_the_dev_stacks_errors_are_cascade_errors_too() -> None:
+    """`cascade stack` failures read like the product's, and are scrubbed the same way."""
+    from cascade_dev.stack import StackError
+
+    failure = StackError("postgres: not healthy after 60s (pg-password-42 refused)")
+    assert isinstance(failure, CascadeError)
+    assert explain(failure) == "postgres: not healthy after 60s (*** refused)"
 
 
 def test_a_full_disk_names_the_home_when_the_os_names_no_file(configured: Path) -> None:
