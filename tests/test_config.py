@@ -81,6 +81,19 @@ def test_nothing_below_the_cli_reads_the_environment() -> None:
     assert readers == []
 
 
+def test_only_entry_points_read_the_settings() -> None:
+    """Below the CLI, settings arrive as an argument: no module loads its own."""
+    package = ROOT / "src" / "cascade"
+    loaders = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        if path.parent.name != "cli" and path.name not in {"config.py", "__main__.py"}
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\b(load_settings|get_settings)\(", line)
+    ]
+    assert loaders == []
+
+
 def test_many_sites_from_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(
