@@ -42,7 +42,14 @@ def _pct(value: Any) -> str:
 
 def demo(
     subjects: Annotated[int, typer.Option(help="How many synthetic people.", min=1, max=20)] = 3,
-    days: Annotated[int, typer.Option(help="Days of data per person.", min=14, max=365)] = 14,
+    days: Annotated[
+        int,
+        typer.Option(
+            help="Days of data per person.",
+            min=domain_constants().window_days,
+            max=365,
+        ),
+    ] = domain_constants().window_days,
     seed: Annotated[int, typer.Option(help="Random seed for the synthetic data.")] = 0,
 ) -> None:
     """Run everything on this machine: a fake Nightscout → ingest over HTTP → dbt → metrics and AGP reports.

@@ -17,6 +17,7 @@ from cascade.lake.catalog import load_lake_catalog
 from cascade.lake.duck import attach_catalog, connect
 from cascade.lake.ingest import ProgressCallback
 from cascade.pipeline import PipelineResult, run_pipeline
+from cascade.transform.project import domain_constants
 from cascade_dev.fake_nightscout.server import FakeNightscout
 
 HEADLINE_COLUMNS = (
@@ -71,7 +72,7 @@ def run_demo(
     settings: Settings,
     *,
     subjects: int = 3,
-    days: int = 14,
+    days: int = domain_constants().window_days,
     seed: int = 0,
     on_ingest_progress: ProgressCallback | None = None,
     on_stage: Callable[[str], None] | None = None,

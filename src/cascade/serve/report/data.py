@@ -11,6 +11,7 @@ import duckdb
 
 from cascade.exceptions import CascadeError, LakeError
 from cascade.serve.report.model import (
+    AGP_BIN_MINUTES,
     EVENT_TYPES,
     MAX_BRIDGED_INTERVALS,
     REQUIRED_TABLES,
@@ -99,7 +100,7 @@ def load_report_data(
     if not window["reading_count"]:
         raise CascadeError(
             f"subject {site_id!r} has no glucose readings in the window {start} to {end} ({span}); "
-            "choose an --end whose 14 days hold data"
+            f"choose an --end whose {days} days hold data"
         )
     interval = int(window["sensor_interval_minutes"] or subject["sensor_interval_minutes"] or 5)
 
@@ -132,7 +133,8 @@ def load_report_data(
         )
     )
     bin_minutes = next(
-        (int(r["bin_start_minute_of_day"]) // int(r["time_bin"]) for r in agp if r["time_bin"]), 15
+        (int(r["bin_start_minute_of_day"]) // int(r["time_bin"]) for r in agp if r["time_bin"]),
+        AGP_BIN_MINUTES,
     )
 
     daily = {

@@ -26,6 +26,12 @@ MIN_CGM_ACTIVE_PCT = DOMAIN.min_cgm_active_pct
 NO_VALUE = "\N{EN DASH}"
 """Shown where the lake holds no value (e.g. SD of a single reading)."""
 
+AGP_BIN_MINUTES = DOMAIN.agp_bin_minutes
+"""The AGP's time-of-day bin width, when the lake's rows do not show it."""
+
+MG_DL_PER_MMOL_L = DOMAIN.mg_dl_per_mmol_l
+"""The conversion the models use, quoted in the page's footnote."""
+
 MAX_BRIDGED_INTERVALS = DOMAIN.max_bridged_intervals
 """Daily traces are not drawn across gaps longer than this many sensor intervals (as dbt's events)."""
 
@@ -242,10 +248,20 @@ class ReportData:
             pct("tir_pct", "Time in Range, 70-180"),
             pct("titr_pct", "Time in Tight Range, 70-140", target="none set"),
             pct("tbr_pct", "Time Below Range, <70"),
-            pct("tbr_level_1_pct", "Level 1, 54-69", level=1, target="(in <4%)"),
+            pct(
+                "tbr_level_1_pct",
+                "Level 1, 54-69",
+                level=1,
+                target=f"(in {TARGETS['tbr_pct'].text})",
+            ),
             pct("tbr_level_2_pct", "Level 2, <54", level=1),
             pct("tar_pct", "Time Above Range, >180"),
-            pct("tar_level_1_pct", "Level 1, 181-250", level=1, target="(in <25%)"),
+            pct(
+                "tar_level_1_pct",
+                "Level 1, 181-250",
+                level=1,
+                target=f"(in {TARGETS['tar_pct'].text})",
+            ),
             pct("tar_level_2_pct", "Level 2, >250", level=1),
             StatRow(
                 "gri",

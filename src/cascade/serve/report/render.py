@@ -20,6 +20,7 @@ from cascade.serve.report.data import _check_days, load_report_data
 from cascade.serve.report.model import (
     BANDS,
     MAX_BRIDGED_INTERVALS,
+    MG_DL_PER_MMOL_L,
     MIN_CGM_ACTIVE_PCT,
     WINDOW_DAYS,
     ReportData,
@@ -53,6 +54,7 @@ def render_html(data: ReportData, *, generated_at: datetime | None = None) -> st
         fmt=_fmt,
         fl=_float,
         min_active=MIN_CGM_ACTIVE_PCT,
+        mg_dl_per_mmol_l=MG_DL_PER_MMOL_L,
         max_gap_minutes=MAX_BRIDGED_INTERVALS * data.sensor_interval_minutes,
     )
 
@@ -95,10 +97,10 @@ def render_report(
 ) -> Path:
     """Write the one-page AGP report of `site_id` for the `days` local dates ending `end`.
 
-    `end` defaults to the subject's last local date with readings. Only 14-day windows exist
-    (the gold layer's consensus period): any other `days` raises CascadeError, as do an unknown
-    subject (the message names the known ones) and a window outside the subject's span (the
-    message gives the span). Writes HTML, or a one-page PDF when `out` ends with `.pdf`.
+    `end` defaults to the subject's last local date with readings. Only windows of
+    `WINDOW_DAYS` exist (the gold layer's consensus period, dbt var `metrics_window_days`): any
+    other `days` raises CascadeError, as do an unknown subject (the message names the known
+    ones) and a window outside the subject's span (the message gives the span). Writes HTML, or a one-page PDF when `out` ends with `.pdf`.
     """
     _check_days(days)
     out = Path(out)
