@@ -49,8 +49,9 @@ from cascade.lake.nessie import NessieClient
 from cascade.publish import publish
 from cascade.transform.runner import transform
 from cascade_dev.fake_nightscout.server import FakeNightscout
-from cascade_dev.fake_nightscout.store import SiteStore, event_time_ms
+from cascade_dev.fake_nightscout.store import SiteStore
 from cascade_dev.fake_nightscout.synthetic import generate_subject, subject_specs
+from cascade_dev.fake_nightscout.values import event_time_ms
 from cascade_dev.stack import trino_query
 from cascade_dev.stack.postgres import BI_READER
 

@@ -7,7 +7,8 @@ serves several stores, each under `http://HOST:PORT/<site_id>`, and can inject f
 from __future__ import annotations
 
 from cascade_dev.fake_nightscout.protocol import FAULT_KINDS, RequestRecord
+from cascade_dev.fake_nightscout.schema import COLLECTIONS
 from cascade_dev.fake_nightscout.server import FakeNightscout, serve
-from cascade_dev.fake_nightscout.store import COLLECTIONS, SiteStore
+from cascade_dev.fake_nightscout.store import SiteStore
 
 __all__ = ["COLLECTIONS", "FAULT_KINDS", "FakeNightscout", "RequestRecord", "SiteStore", "serve"]

@@ -14,10 +14,7 @@ from typing import Any, Final
 import jwt
 
 from cascade_dev.fake_nightscout.protocol import Headers, _error, _Response
-from cascade_dev.fake_nightscout.store import (
-    iso_ms,
-    js_string,
-)
+from cascade_dev.fake_nightscout.values import iso_ms, js_string
 
 # --------------------------------------------------------------------------- auth
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from cascade_dev.fake_nightscout.matching import Predicate
 from cascade_dev.fake_nightscout.protocol import (
     V3_COLLECTIONS,
     V3_IMMUTABLE,
@@ -15,12 +16,9 @@ from cascade_dev.fake_nightscout.protocol import (
     _Response,
     _v3_value,
 )
-from cascade_dev.fake_nightscout.store import (
-    INDEX_FIELDS,
-    MIN_TIMESTAMP,
-    Predicate,
-    StoredDoc,
-    dumps,
+from cascade_dev.fake_nightscout.records import StoredDoc, dumps
+from cascade_dev.fake_nightscout.schema import INDEX_FIELDS, MIN_TIMESTAMP
+from cascade_dev.fake_nightscout.values import (
     is_canonical_iso,
     is_number,
     js_number,

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cascade_dev.fake_nightscout.store import (
-    dumps,
+from cascade_dev.fake_nightscout.records import dumps
+from cascade_dev.fake_nightscout.values import (
     iso_ms,
     js_string,
     number_in_string,

@@ -35,767 +35,58 @@ Server times: Nightscout stamps `srvModified` with `Date.now()`. The fake keeps 
 and increasing within a collection (a deliberate simplification: the real server can give
 two writes in one millisecond the same value). A document seeded as uploaded through v3
 gets its event time plus a small upload delay, so a subject-year looks as if uploaded live.
+
+The store is split by concern: `schema` (collections and their key fields), `values`
+(Nightscout's reading of times, numbers, ids), `matching` (MongoDB conditions and order),
+`records` (a stored document and how v1/v3 serve it), `indexes`, `selection` (running a
+query over the indexes), `v1_uploads` (v1's write pipeline), and this module: `SiteStore`,
+its server time and `srvModified`, seeding, edits and deletes.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import json
-import math
-import re
 import threading
-import time
-import uuid
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from functools import lru_cache
-from typing import Any, Final, Literal, TypeGuard
-
-COLLECTIONS: Final = ("entries", "treatments", "devicestatus", "profile", "food", "settings")
-"""Every collection a Nightscout 15 instance serves through API v3."""
-
-Api = Literal["v1", "v3"]
-APIS: Final = ("v1", "v3")
-
-MIN_TIMESTAMP: Final = 946_684_800_000
-"""2000-01-01 in ms: `lib/api3/const.json` MIN_TIMESTAMP; v3 refuses earlier times."""
-
-SERVER_FIELDS: Final = frozenset({"_id", "identifier", "srvCreated", "srvModified", "isValid"})
-"""Fields the server owns; `edit` refuses to change them."""
-
-INDEX_FIELDS: Final = {
-    "entries": ("date", False),
-    "treatments": ("created_at", True),
-    "devicestatus": ("created_at", True),
-    "food": ("created_at", True),
-    "settings": ("created_at", True),
-    "profile": ("startDate", True),
-}
-"""Per collection, the field the event-time index is keyed on, and whether that field is
-compared as a time (ISO strings) rather than as a plain number (entries' epoch-ms `date`)."""
-
-V3_FALLBACK_DATE_FIELDS: Final = {
-    "entries": "date",
-    "treatments": "created_at",
-    "devicestatus": "created_at",
-    "profile": "created_at",
-    "food": "created_at",
-}
-"""`lib/api3/generic/setup.js`: the field v3 derives a missing `srvModified` from (resolveDates)
-and that `lastModified` also looks at; settings has none."""
-
-V3_DEDUP_FIELDS: Final = {
-    "entries": ("date", "type"),
-    "treatments": ("created_at", "eventType"),
-    "devicestatus": ("created_at", "device"),
-    "profile": ("created_at",),
-    "food": ("created_at",),
-    "settings": (),
-}
-"""`lib/api3/generic/setup.js` dedupFallbackFields: a v3 create whose values all equal those of
-a stored document *without* an `identifier` (a v1 upload) replaces that document."""
-
-_HEX24 = re.compile(r"^[0-9a-fA-F]{24}$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_NUMBER = re.compile(r"^\s*-?\d+(\.\d+)?([eE][-+]?\d+)?\s*$")
-_JS_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-_CANONICAL_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_UUID_NAMESPACE: Final = uuid.UUID(bytes=b"NightscoutRocks!")
-"""`lib/api3/shared/operationTools.js`: the uuid v5 namespace of v3 identifiers."""
-
-Clock = Callable[[], int]
-"""A source of server time in epoch milliseconds."""
-
-
-def wall_clock_ms() -> int:
-    """The default store clock: the machine's wall clock in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
-
-
-def is_object_id(value: object) -> bool:
-    """A 24-hex string, what MongoDB's ObjectId accepts (`OBJECT_ID_HEX_RE` in Nightscout)."""
-    return isinstance(value, str) and _HEX24.match(value) is not None
-
-
-def is_uuid(value: object) -> bool:
-    """`UUID_RE` of `lib/server/query.js`."""
-    return isinstance(value, str) and _UUID.match(value) is not None
-
-
-# --------------------------------------------------------------------------- time parsing
-
-
-@lru_cache(maxsize=65_536)
-def parse_iso_ms(value: str) -> int | None:
-    """Epoch ms of an ISO 8601 (or RFC 2822) string, or None when it is not a time.
-
-    A string without an offset is read as UTC, as a Nightscout server running in UTC would.
-    Cached because queries repeat the same bounds.
-    """
-    parsed = _parse_moment(value)
-    return None if parsed is None else _to_ms(parsed)
-
-
-def _parse_moment(value: str) -> datetime | None:
-    """moment.parseZone: a datetime keeping the written offset (UTC when none is written)."""
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            parsed = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
-
-
-def _to_ms(moment: datetime) -> int | None:
-    try:
-        return math.floor(moment.timestamp() * 1000 + 0.5)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def iso_ms(ms: int) -> str:
-    """JavaScript's `Date#toISOString` / moment's `toISOString()`: UTC, milliseconds, `Z`."""
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def is_canonical_iso(value: object) -> bool:
-    """Whether a string is in `toISOString()` form, where string order is time order."""
-    return isinstance(value, str) and _CANONICAL_ISO.match(value) is not None
-
-
-def parse_zone(value: str) -> tuple[int, int] | None:
-    """moment.parseZone(value): (epoch ms, utcOffset in minutes), or None when invalid."""
-    parsed = _parse_moment(value)
-    if parsed is None:
-        return None
-    ms = _to_ms(parsed)
-    offset = parsed.utcoffset()
-    if ms is None or offset is None:
-        return None
-    return ms, int(offset.total_seconds() // 60)
-
-
-def is_number(value: object) -> TypeGuard[int | float]:
-    """True for JSON numbers (bool is not a number in JSON or BSON)."""
-    kind = type(value)
-    if kind is int or kind is float:
-        return True
-    return isinstance(value, int | float) and kind is not bool
-
-
-def number_in_string(text: str) -> float | int | None:
-    """`isNumberInString` of `lib/api3/shared/stringTools.js` (parseFloat'ed), else None."""
-    if not _JS_NUMBER.match(text.strip()):
-        return None
-    number = float(text)
-    if not math.isfinite(number):
-        return None
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
-
-
-def parse_to_moment(value: Any) -> tuple[int, int] | None:
-    """`lib/api3/shared/dateTools.js` parseToMoment: (epoch ms, utcOffset minutes) or None.
-
-    Falsy values are no time; a list gives its first time; numbers too small to be ms since
-    2000 are read as seconds; ISO 8601 or RFC 2822 strings keep their offset; a result
-    before 2000-01-01 is no time, which is why `history/0` is a 400.
-    """
-    if value is None or value is False or (isinstance(value, str) and not value):
-        return None
-    if is_number(value) and (value == 0 or math.isnan(value)):
-        return None
-    if isinstance(value, list | tuple):
-        for item in value:
-            found = parse_to_moment(item)
-            if found is not None:
-                return found
-        return None
-    if isinstance(value, str):
-        number = number_in_string(value)
-        if number is None:
-            zoned = parse_zone(value)
-            return zoned if zoned is not None and zoned[0] >= MIN_TIMESTAMP else None
-        value = number
-    if not is_number(value) or not math.isfinite(value):
-        return None
-    ms = math.trunc(value)
-    if ms < MIN_TIMESTAMP:
-        ms = math.trunc(value * 1000)
-    return (ms, 0) if ms >= MIN_TIMESTAMP else None
-
-
-def parse_to_moment_ms(value: Any) -> int | None:
-    """Epoch ms of `parse_to_moment`, or None."""
-    found = parse_to_moment(value)
-    return None if found is None else found[0]
-
-
-def time_value_ms(value: object) -> int | None:
-    """Epoch ms of a stored time field: a number of ms, a numeric string, or an ISO string."""
-    if isinstance(value, str):
-        try:  # the common case, uncached: stored times are nearly all distinct
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            if _NUMBER.match(value):
-                number = float(value)
-                return int(number) if math.isfinite(number) else None
-            return parse_iso_ms(value)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
-    if is_number(value):
-        number = float(value)
-        return int(number) if math.isfinite(number) else None
-    return None
-
-
-def _event_time(collection: str, doc: Mapping[str, Any]) -> tuple[int | None, bool]:
-    """When the event happened, and whether that value *is* the indexed field's value.
-
-    The second item tells filters on the indexed field (entries' numeric `date`, others'
-    parseable `created_at`/`startDate`) that they can compare the index key instead of
-    parsing the document. None means no usable time: the document is still kept and served.
-    """
-    index_field, as_time = INDEX_FIELDS.get(collection, ("created_at", True))
-    value: Any = doc.get(index_field)
-    if not as_time:
-        if is_number(value) and math.isfinite(value) and float(value).is_integer():
-            return int(value), True
-        return time_value_ms(value) or time_value_ms(doc.get("dateString")), False
-    parsed = time_value_ms(value)
-    if parsed is not None:
-        return parsed, True
-    fallback = "created_at" if index_field == "startDate" else "date"
-    return time_value_ms(doc.get(fallback)), False
-
-
-def event_time_ms(collection: str, doc: Mapping[str, Any]) -> int | None:
-    """When the event a document records happened, by that collection's time field."""
-    return _event_time(collection, doc)[0]
-
-
-def http_date(ms: int) -> str:
-    """An HTTP date (RFC 7231) for a server time, as Express writes `Last-Modified`."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
-
-
-def js_number(value: Any) -> float | int | None:
-    """JavaScript's `Number(value)`; None stands for NaN (what JSON.stringify writes as null)."""
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        return int(value)
-    if is_number(value):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return 0
-        if _JS_NUMBER.match(text):
-            number = float(text)
-            return int(number) if number.is_integer() and abs(number) < 2**53 else number
-        return None
-    if isinstance(value, list):
-        return js_number(value[0] if len(value) == 1 else "x" if value else "")
-    return None
-
-
-def js_string(value: Any) -> str:
-    """JavaScript's `String(value)` for the JSON values a document holds."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    if isinstance(value, str):
-        return value
-    return str(value)
-
-
-def v3_identifier(doc: Mapping[str, Any]) -> str:
-    """`calculateIdentifier` of `lib/api3/shared/operationTools.js`: uuid v5 of device, date
-    (and eventType), so the same event uploaded twice gets the same identifier."""
-    device = "undefined" if "device" not in doc else js_string(doc["device"])
-    date = "undefined" if "date" not in doc else js_string(doc["date"])
-    key = f"{device}_{date}"
-    if doc.get("eventType"):
-        key += "_" + js_string(doc["eventType"])
-    return str(uuid.uuid5(_UUID_NAMESPACE, key))
-
-
-# --------------------------------------------------------------------------- serialisation
-
-
-def _finite(value: Any) -> Any:
-    """Replace NaN/Infinity (invalid JSON) by null, as JavaScript's JSON.stringify does."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, never emitting NaN (a real server never does)."""
-    try:
-        return _ENCODER.encode(value).encode()
-    except (TypeError, ValueError):
-        finite = _finite(value)
-        text = json.dumps(finite, separators=(",", ":"), ensure_ascii=False, default=str)
-        try:
-            return text.encode()
-        except UnicodeEncodeError:  # a lone surrogate: JSON carries it only as an escape
-            return json.dumps(finite, separators=(",", ":"), default=str).encode()
-
-
-def _extend(body: bytes, extra: bytes) -> bytes:
-    """A JSON object's bytes with more `"key":value` members appended."""
-    if not extra:
-        return body
-    if len(body) <= 2:
-        return b"{" + extra + b"}"
-    return body[:-1] + b"," + extra + b"}"
-
-
-_PLAIN = re.compile(r"^[0-9A-Za-z_.:+-]*$")
-
-
-def _member(key: str, value: Any) -> bytes:
-    """`"key":value` for a plain key (the common values without the JSON encoder)."""
-    kind = type(value)
-    if value is None:
-        text = "null"
-    elif kind is int:
-        text = str(value)
-    elif kind is str and _PLAIN.match(value):
-        text = f'"{value}"'
-    else:
-        text = _ENCODER.encode(_finite(value))
-    return f'"{key}":{text}'.encode()
-
-
-def _serving_patch(
-    doc: Mapping[str, Any], changes: Sequence[tuple[str, Any]]
-) -> tuple[bytes, bytes | None]:
-    """How serving `doc` with `changes` assigned (in JavaScript order) differs from its bytes.
-
-    (suffix, None) when every changed key is new (appended members), else (b"", whole body).
-    """
-    if not changes:
-        return b"", None
-    if all(key not in doc for key, _ in changes):
-        return b",".join(_member(key, value) for key, value in changes), None
-    changed = dict(doc)
-    for key, value in changes:
-        changed[key] = value
-    return b"", dumps(changed)
-
-
-# --------------------------------------------------------------------------- records
-
-_BSON_RANK: Final = {type(None): 1, int: 2, float: 2, str: 3, dict: 4, list: 5, bool: 8}
-
-
-@dataclass(slots=True, eq=False)
-class StoredDoc:
-    """One stored document: its stored JSON, what v1/v3 add when serving it, index keys.
-
-    `body` is the document as MongoDB holds it, without `_id`. `identifier` and
-    `srv_modified` are the *stored* fields (None when absent, as for every v1 upload): v3
-    filters, history and lookups use these. `v3_modified` is what v3 presents as
-    `srvModified` (stored, else derived from the event time); None when neither exists.
-    """
-
-    seq: int
-    oid: str
-    identifier: str | None
-    body: bytes
-    event_ms: int  # 0 when the document has no usable time
-    key_exact: bool  # event_ms equals the indexed field's (numeric or parsed) value
-    srv_modified: int | None
-    is_valid: bool  # stored isValid is not false
-    created_by: Api
-    v3_modified: int | None = None
-    v3_suffix: bytes = b""
-    v3_override: bytes | None = None
-    v1_suffix: bytes = b""
-    v1_override: bytes | None = None
-    order_key: tuple[Any, ...] = ()
-    sys_time: str | None = None  # entries: the stored `sysTime`, v1's upsert key with `type`
-
-    @property
-    def doc(self) -> dict[str, Any]:
-        """A fresh dict of the stored document (without `_id`)."""
-        parsed: dict[str, Any] = json.loads(self.body)
-        return parsed
-
-    def full_doc(self) -> dict[str, Any]:
-        """A fresh dict of the stored document with MongoDB's `_id` first."""
-        return {"_id": self.oid, **self.doc}
-
-    def v1_json(self) -> bytes:
-        """The document as API v1 returns it: with `_id` first."""
-        body = self.v1_override if self.v1_override is not None else self.body
-        head = b'{"_id":"' + self.oid.encode() + b'"'
-        inner = body[1:-1]
-        tail = (b"," + inner if inner else b"") + (b"," + self.v1_suffix if self.v1_suffix else b"")
-        return head + tail + b"}"
-
-    def v3_json(self) -> bytes:
-        """The document as API v3 returns it (normalizeDoc + resolveDates)."""
-        if self.v3_override is not None:
-            return self.v3_override
-        return _extend(self.body, self.v3_suffix)
-
-    def v3_doc(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.v3_json())
-        return parsed
-
-
-def v1_array(records: Sequence[StoredDoc]) -> bytes:
-    """A JSON array of documents in v1 form."""
-    return b"[" + b",".join(stored.v1_json() for stored in records) + b"]"
-
-
-@dataclass
-class _Collection:
-    """Documents of one collection and the two sorted indexes over them."""
-
-    name: str
-    by_identifier: dict[str, StoredDoc] = field(default_factory=dict)
-    by_oid: dict[str, StoredDoc] = field(default_factory=dict)
-    # Event-time index: parallel lists sorted by (event_ms, seq).
-    time_keys: list[int] = field(default_factory=list)
-    time_docs: list[StoredDoc] = field(default_factory=list)
-    # srvModified index (documents that store one): strictly increasing keys.
-    mod_keys: list[int] = field(default_factory=list)
-    mod_docs: list[StoredDoc] = field(default_factory=list)
-    last_modified: int = 0  # greatest srvModified ever handed out (never goes back)
-    by_sys_time: dict[str, list[StoredDoc]] = field(default_factory=dict)  # entries only
-    # Lazily rebuilt v3 default order; None when stale.
-    identifier_order: list[StoredDoc] | None = None
-
-    def add_to_time_index(self, docs: Sequence[StoredDoc]) -> None:
-        if not docs:
-            return
-        if len(docs) > 64:
-            merged = sorted(
-                [*self.time_docs, *docs], key=lambda stored: (stored.event_ms, stored.seq)
-            )
-            self.time_docs = merged
-            self.time_keys = [stored.event_ms for stored in merged]
-            return
-        for stored in docs:
-            position = bisect_right(self.time_keys, stored.event_ms)
-            self.time_keys.insert(position, stored.event_ms)
-            self.time_docs.insert(position, stored)
-
-    def remove_from_time_index(self, stored: StoredDoc) -> None:
-        position = bisect_left(self.time_keys, stored.event_ms)
-        while self.time_docs[position] is not stored:
-            position += 1
-        del self.time_keys[position]
-        del self.time_docs[position]
-
-    def add_to_mod_index(self, stored: StoredDoc) -> None:
-        key = stored.srv_modified
-        assert key is not None
-        if not self.mod_keys or key > self.mod_keys[-1]:
-            self.mod_keys.append(key)
-            self.mod_docs.append(stored)
-        else:
-            position = bisect_right(self.mod_keys, key)
-            self.mod_keys.insert(position, key)
-            self.mod_docs.insert(position, stored)
-        self.last_modified = max(self.last_modified, key)
-
-    def remove_from_mod_index(self, stored: StoredDoc) -> None:
-        key = stored.srv_modified
-        assert key is not None
-        position = bisect_left(self.mod_keys, key)
-        while self.mod_docs[position] is not stored:
-            position += 1
-        del self.mod_keys[position]
-        del self.mod_docs[position]
-
-
-# --------------------------------------------------------------------------- queries
-
-_MISSING: Final = object()
-_UNPARSEABLE: Final = object()
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectIdValue:
-    """A query value MongoDB holds as an ObjectId (`lib/server/query.js` updateIdQuery)."""
-
-    hex: str
-
-
-@dataclass(frozen=True, slots=True)
-class Predicate:
-    """One MongoDB-style condition on a (possibly dotted) field.
-
-    Operators: eq ne gt gte lt lte in nin re exists, and `id_or_identifier` (a UUID `_id`
-    that v1 looks up as `identifier` too, query.js with UUID_HANDLING). `as_time` compares
-    the document's value parsed as a time (epoch ms) with a numeric `value`; otherwise values
-    compare as MongoDB does: numbers with numbers, strings with strings, and values of
-    different types are never ordered (so `$gt` is false and `$ne` is true).
-    """
-
-    path: str
-    op: str
-    value: Any
-    as_time: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A search: conditions (all must hold), order, paging.
-
-    `sort_field=None` is API v3's default order ({identifier, created_at, date}). `only_valid`
-    hides soft-deleted documents, as v3 search does; v1 and history pass False.
-    """
-
-    predicates: tuple[Predicate, ...] = ()
-    sort_field: str | None = None
-    descending: bool = False
-    skip: int = 0
-    limit: int | None = None
-    only_valid: bool = True
-
-
-def lookup(doc: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path, or `_MISSING` (MongoDB dotted-field semantics, no arrays)."""
-    if "." not in path:
-        return doc.get(path, _MISSING)
-    current: Any = doc
-    for part in path.split("."):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
-
-
-def _compare(left: Any, right: Any) -> int | None:
-    """-1/0/1, or None when MongoDB would not compare the two (different BSON types)."""
-    if (is_number(left) and is_number(right)) or (
-        isinstance(left, str | bool) and type(left) is type(right)
-    ):
-        ordered: Any = left
-        return int(ordered > right) - int(ordered < right)
-    if left is None and right is None:
-        return 0
-    if isinstance(left, ObjectIdValue) and isinstance(right, ObjectIdValue):
-        return int(left.hex > right.hex) - int(left.hex < right.hex)
-    if isinstance(left, dict | list) and type(left) is type(right):
-        return 0 if left == right else None
-    return None
-
-
-def _equals(value: Any, wanted: Any) -> bool:
-    if isinstance(wanted, re.Pattern):
-        return _regex(value, wanted)
-    if isinstance(value, list) and not isinstance(wanted, list):
-        return any(_compare(item, wanted) == 0 for item in value)
-    return _compare(value, wanted) == 0
-
-
-def _regex(value: Any, wanted: re.Pattern[str]) -> bool:
-    if isinstance(value, list):
-        return any(isinstance(item, str) and wanted.search(item) for item in value)
-    return isinstance(value, str) and wanted.search(value) is not None
-
-
-def _ordered(value: Any, wanted: Any, op: str) -> bool:
-    if isinstance(value, list):
-        return any(_ordered(item, wanted, op) for item in value)
-    order = _compare(value, wanted)
-    if order is None:
-        return False
-    if op == "gt":
-        return order > 0
-    if op == "gte":
-        return order >= 0
-    if op == "lt":
-        return order < 0
-    return order <= 0
-
-
-def bson_true(value: Any) -> bool:
-    """MongoDB's `BSONElement::trueValue`, what `$exists: value` means: only false, 0 and null
-    are false; any string (even "false") is true."""
-    if value is None or value is False:
-        return False
-    if is_number(value):
-        return bool(value) or (isinstance(value, float) and math.isnan(value))
-    return True
-
-
-def match_value(value: Any, op: str, wanted: Any) -> bool:
-    """Whether an already looked-up value (maybe `_MISSING`) satisfies `op wanted`."""
-    if op == "exists":
-        return (value is not _MISSING) == bson_true(wanted)
-    if op == "eq":
-        return wanted is None if value is _MISSING else _equals(value, wanted)
-    if op == "ne":
-        return wanted is not None if value is _MISSING else not _equals(value, wanted)
-    if op in ("in", "nin"):
-        found = any(
-            (value is _MISSING and item is None) or (value is not _MISSING and _equals(value, item))
-            for item in wanted
-        )
-        return found if op == "in" else not found
-    if value is _MISSING or value is _UNPARSEABLE:
-        return False
-    if op == "re":
-        return _regex(value, wanted)
-    return _ordered(value, wanted, op)
-
-
-def matches(doc: Mapping[str, Any], predicate: Predicate) -> bool:
-    """Whether a document satisfies one condition."""
-    value = lookup(doc, predicate.path)
-    if predicate.as_time and value is not _MISSING:
-        parsed = time_value_ms(value)
-        value = _UNPARSEABLE if parsed is None else parsed
-    return match_value(value, predicate.op, predicate.value)
-
-
-def sort_key(value: Any) -> tuple[int, Any]:
-    """MongoDB's cross-type sort order (missing/null < numbers < strings < objects ...)."""
-    if value is _MISSING:
-        return (1, 0)  # MongoDB sorts a missing field as null
-    rank = _BSON_RANK.get(type(value), 9)
-    if rank in (2, 3, 8):
-        return (rank, value)
-    if rank == 1:
-        return (rank, 0)
-    return (rank, json.dumps(value, sort_keys=True, default=str))
-
-
-def _bounds(
-    predicates: Sequence[Predicate], field_name: str, as_time: bool
-) -> tuple[int | None, int | None]:
-    """Inclusive integer index bounds implied by range conditions on an indexed field.
-
-    Keys are integers, so `> 1.5` is `>= 2` and `< 7` is `<= 6`: a record whose key is
-    its field's value (`key_exact`) and lies within the bounds satisfies these conditions.
-    """
-    low: int | None = None
-    high: int | None = None
-    for predicate in predicates:
-        if predicate.path != field_name or predicate.as_time != as_time:
-            continue
-        value = predicate.value
-        if not is_number(value) or not math.isfinite(value):
-            continue
-        op = predicate.op
-        if op in ("gt", "gte", "eq"):
-            bound = math.floor(value) + 1 if op == "gt" else math.ceil(value)
-            low = bound if low is None else max(low, bound)
-        if op in ("lt", "lte", "eq"):
-            bound = math.ceil(value) - 1 if op == "lt" else math.floor(value)
-            high = bound if high is None else min(high, bound)
-    return low, high
-
-
-def _covered(predicate: Predicate) -> bool:
-    """Whether index bounds enforce this condition exactly (for records with exact keys)."""
-    return predicate.op in ("gt", "gte", "lt", "lte", "eq") and is_number(predicate.value)
-
-
-def _has_range(predicates: Sequence[Predicate], path: str) -> bool:
-    return any(p.path == path and _covered(p) and not p.as_time for p in predicates)
-
-
-class _Filter:
-    """Checks a query's conditions against stored records, parsing a document only when a
-    condition names a field the record does not carry (server fields and the index key).
-
-    `walked` names the index the candidates come from (bisected by `_bounds`): its range
-    conditions already hold for records whose key is exact and are not checked again.
-    """
-
-    def __init__(
-        self, collection: str, predicates: Sequence[Predicate], walked: str | None = None
-    ) -> None:
-        index_field, index_as_time = INDEX_FIELDS[collection]
-        self.cheap: list[Predicate] = []
-        self.indexed: list[Predicate] = []
-        self.parsed: list[Predicate] = []
-        for predicate in predicates:
-            path = predicate.path
-            if path == "srvModified" and walked == "srvModified" and _covered(predicate):
-                continue  # the srvModified index key is always exact
-            if path in ("srvModified", "identifier", "_id") and not predicate.as_time:
-                self.cheap.append(predicate)
-            elif path == index_field and predicate.as_time == index_as_time:
-                # numeric entries `date` (any value: a string never equals a number), or a
-                # parsed time compared with a time
-                if index_as_time and not is_number(predicate.value):
-                    self.parsed.append(predicate)
-                else:
-                    self.indexed.append(predicate)
-            else:
-                self.parsed.append(predicate)
-        self.indexed_covered = walked == index_field and all(_covered(p) for p in self.indexed)
-
-    def __call__(self, stored: StoredDoc) -> bool:
-        for predicate in self.cheap:
-            if not _match_cheap(stored, predicate):
-                return False
-        doc: dict[str, Any] | None = None
-        if self.indexed and not (self.indexed_covered and stored.key_exact):
-            for predicate in self.indexed:
-                if stored.key_exact:
-                    if not match_value(stored.event_ms, predicate.op, predicate.value):
-                        return False
-                    continue
-                if doc is None:
-                    doc = stored.doc
-                if not matches(doc, predicate):
-                    return False
-        if self.parsed:
-            if doc is None:
-                doc = stored.doc
-            return all(matches(doc, predicate) for predicate in self.parsed)
-        return True
-
-
-def _match_cheap(stored: StoredDoc, predicate: Predicate) -> bool:
-    path, op, wanted = predicate.path, predicate.op, predicate.value
-    if path == "srvModified":
-        value: Any = _MISSING if stored.srv_modified is None else stored.srv_modified
-    elif path == "identifier":
-        value = _MISSING if stored.identifier is None else stored.identifier
-    elif op == "id_or_identifier":  # `_id` given as a UUID: {$or: [{identifier}, {_id}]}
-        return bool(stored.identifier == wanted)
-    else:  # _id is an ObjectId: it equals only an ObjectId query value, never a string
-        value = ObjectIdValue(stored.oid)
-    return match_value(value, op, wanted)
-
-
-# --------------------------------------------------------------------------- the store
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from cascade_dev.fake_nightscout import v1_uploads
+from cascade_dev.fake_nightscout.indexes import (
+    _Collection,
+    _link_sys_time,
+    _unlink_sys_time,
+    iter_range,
+)
+from cascade_dev.fake_nightscout.matching import (
+    _MISSING,
+    Predicate,
+    Query,
+    lookup,
+    match_value,
+    sort_key,
+)
+from cascade_dev.fake_nightscout.records import StoredDoc, derive, new_record
+from cascade_dev.fake_nightscout.schema import (
+    APIS,
+    COLLECTIONS,
+    INDEX_FIELDS,
+    MIN_TIMESTAMP,
+    SERVER_FIELDS,
+    V3_DEDUP_FIELDS,
+    V3_FALLBACK_DATE_FIELDS,
+    Api,
+)
+from cascade_dev.fake_nightscout.selection import _bounds, _Filter, _has_range, _take
+from cascade_dev.fake_nightscout.values import (
+    Clock,
+    event_time_ms,
+    is_number,
+    is_object_id,
+    js_string,
+    time_value_ms,
+    wall_clock_ms,
+)
 
 
 class SiteStore:
@@ -876,81 +167,6 @@ class SiteStore:
 
     # ---------------------------------------------------------------- records
 
-    def _record(
-        self, collection: str, seq: int, oid: str, doc: dict[str, Any], created_by: Api
-    ) -> StoredDoc:
-        stored = StoredDoc(
-            seq=seq,
-            oid=oid,
-            identifier=None,
-            body=b"{}",
-            event_ms=0,
-            key_exact=False,
-            srv_modified=None,
-            is_valid=True,
-            created_by=created_by,
-        )
-        self._derive(collection, stored, doc)
-        return stored
-
-    def _derive(self, collection: str, stored: StoredDoc, doc: dict[str, Any]) -> None:
-        """Set everything a record derives from its stored document."""
-        doc.pop("_id", None)
-        stored.body = dumps(doc)
-        event, exact = _event_time(collection, doc)
-        stored.event_ms = event if event is not None else 0
-        stored.key_exact = exact
-        raw_identifier = doc.get("identifier")
-        stored.identifier = (
-            js_string(raw_identifier)
-            if raw_identifier not in (None, "", 0, False) and not isinstance(raw_identifier, dict)
-            else None
-        )
-        modified = doc.get("srvModified")
-        stored.srv_modified = (
-            math.trunc(modified) if is_number(modified) and math.isfinite(modified) else None
-        )
-        stored.is_valid = doc.get("isValid") is not False
-        sys_time = doc.get("sysTime") if collection == "entries" else None
-        stored.sys_time = sys_time if isinstance(sys_time, str) else None
-
-        # v3's view: normalizeDoc, then resolveDates (lib/api3/storage/mongoCollection/utils.js,
-        # lib/api3/generic/collection.js).
-        changes: list[tuple[str, Any]] = []
-        if not raw_identifier:
-            changes.append(("identifier", stored.oid))
-        v3_modified: int | None
-        if doc.get("srvModified"):
-            v3_modified = stored.srv_modified
-        else:
-            fallback_field = V3_FALLBACK_DATE_FIELDS.get(collection)
-            v3_modified = parse_to_moment_ms(doc.get(fallback_field)) if fallback_field else None
-            if v3_modified is not None:
-                changes.append(("srvModified", v3_modified))
-        if v3_modified is not None and not doc.get("srvCreated"):
-            changes.append(("srvCreated", v3_modified))
-        stored.v3_modified = v3_modified
-        stored.v3_suffix, stored.v3_override = _serving_patch(doc, changes)
-
-        # v1's view of treatments: `carbs` and `insulin` pass through Number()
-        # (lib/api/treatments/index.js serveTreatments), so a missing one reads as null.
-        v1_changes: list[tuple[str, Any]] = []
-        if collection == "treatments":
-            for name in ("carbs", "insulin"):
-                value = doc.get(name, _MISSING)
-                if value is _MISSING:
-                    v1_changes.append((name, None))
-                elif not is_number(value) or not math.isfinite(value):
-                    v1_changes.append((name, js_number(value)))
-        stored.v1_suffix, stored.v1_override = _serving_patch(doc, v1_changes)
-
-        # v3's default order: {identifier: 1, created_at: 1, date: 1}
-        # (lib/api3/generic/search/input.js parseSort); no stored identifier sorts first.
-        tail = (sort_key(doc.get("created_at", _MISSING)), sort_key(doc.get("date", _MISSING)))
-        stored.order_key = (
-            (0, *tail) if stored.identifier is None else (1, stored.identifier, *tail)
-        )
-
     def _commit(self, col: _Collection, stored: StoredDoc, new_doc: dict[str, Any]) -> None:
         """Swap in a changed document (same `_id`), re-deriving and re-indexing it."""
         old_event, old_identifier, old_modified = (
@@ -961,7 +177,7 @@ class SiteStore:
         if old_modified is not None:
             col.remove_from_mod_index(stored)
         _unlink_sys_time(col, stored)
-        self._derive(col.name, stored, new_doc)
+        derive(col.name, stored, new_doc)
         _link_sys_time(col, stored)
         if stored.event_ms != old_event:
             stored_event = stored.event_ms
@@ -1005,7 +221,7 @@ class SiteStore:
         the indexed field)."""
         col = self._collections[collection]
         with self.lock:
-            return list(self._iter_range(col.time_keys, col.time_docs, ms, ms, False))
+            return list(iter_range(col.time_keys, col.time_docs, ms, ms, False))
 
     # ---------------------------------------------------------------- access
 
@@ -1083,20 +299,6 @@ class SiteStore:
             col.identifier_order = sorted(col.by_oid.values(), key=lambda s: (s.order_key, s.seq))
         return col.identifier_order
 
-    def _iter_range(
-        self,
-        keys: list[int],
-        docs: list[StoredDoc],
-        low: int | None,
-        high: int | None,
-        descending: bool,
-    ) -> Iterator[StoredDoc]:
-        start = 0 if low is None else bisect_left(keys, low)
-        stop = len(keys) if high is None else bisect_right(keys, high)
-        positions = range(stop - 1, start - 1, -1) if descending else range(start, stop)
-        for position in positions:
-            yield docs[position]
-
     # ---------------------------------------------------------------- queries
 
     def select(self, collection: str, query: Query) -> list[StoredDoc]:
@@ -1115,14 +317,10 @@ class SiteStore:
             walked = query.sort_field
             if query.sort_field == index_field:
                 low, high = _bounds(query.predicates, index_field, index_as_time)
-                candidates = self._iter_range(
-                    col.time_keys, col.time_docs, low, high, query.descending
-                )
+                candidates = iter_range(col.time_keys, col.time_docs, low, high, query.descending)
             elif query.sort_field == "srvModified" and _has_range(query.predicates, "srvModified"):
                 low, high = _bounds(query.predicates, "srvModified", False)
-                candidates = self._iter_range(
-                    col.mod_keys, col.mod_docs, low, high, query.descending
-                )
+                candidates = iter_range(col.mod_keys, col.mod_docs, low, high, query.descending)
             elif query.sort_field is None:
                 ordered = self._identifier_order(col)
                 candidates = reversed(ordered) if query.descending else ordered
@@ -1217,7 +415,7 @@ class SiteStore:
                 out.append(existing.full_doc())
                 continue
             seq, oid = self._new_oid(col.name)
-            stored = self._record(col.name, seq, keep or oid, doc, "v1")
+            stored = new_record(col.name, seq, keep or oid, doc, "v1")
             new_records.append(stored)
             new_ids.update(_stored_id_keys(stored))
             out.append({"_id": stored.oid, **doc})
@@ -1274,7 +472,7 @@ class SiteStore:
                 doc["identifier"] = made_identifier
             doc["srvCreated"] = srv
             doc["srvModified"] = srv
-            stored = self._record(col.name, seq, oid, doc, "v3")
+            stored = new_record(col.name, seq, oid, doc, "v3")
             new_records.append(stored)
             new_ids.update(_stored_id_keys(stored))
             out.append({"_id": oid, **doc})
@@ -1392,7 +590,7 @@ class SiteStore:
                 oid = oid.lower()
                 if oid in col.by_oid:
                     raise DuplicateKeyError(f"E11000 duplicate key error: _id {oid}")
-            stored = self._record(collection, seq, oid or made, dict(doc), created_by)
+            stored = new_record(collection, seq, oid or made, dict(doc), created_by)
             self._add(col, [stored])
             return stored
 
@@ -1432,7 +630,7 @@ class SiteStore:
                 if not is_number(ms) or not float(ms).is_integer():
                     return None
                 at = int(ms)
-                candidates = self._iter_range(col.time_keys, col.time_docs, at, at, False)
+                candidates = iter_range(col.time_keys, col.time_docs, at, at, False)
             for stored in candidates:
                 if stored.identifier is not None:
                     continue
@@ -1446,121 +644,10 @@ class SiteStore:
     def v1_create(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Run API v1's upload pipeline (`POST /api/v1/<collection>`); return what v1 answers.
 
-        entries (`lib/server/entries.js`): `sysTime`/`utcOffset` from `dateString` or `date`,
-        `dateString` rewritten to UTC, then an upsert on {sysTime, type} ($set, so a re-upload
-        merges into the stored entry and keeps its server fields).
-        treatments (`lib/server/treatments.js` prepareData): `created_at` to UTC ISO,
-        `utcOffset`, numbers coerced, empty fields dropped, then replaceOne upsert on
-        `identifier` (or `_id`, else {created_at, eventType}): the stored document is replaced
-        whole, server fields included.
-        devicestatus, profile (`lib/server/devicestatus.js`, `profile.js`): insertMany after
-        normalising `created_at` (devicestatus) or adding it when missing (profile).
-        Nothing here sets `identifier` (except from a UUID `_id`), `srvCreated`,
-        `srvModified` or `isValid`. Raises `InvalidIdError` for a bad `_id` where v1
-        validates it (devicestatus, profile: `lib/api/shared/objectid-validation.js`).
+        See `v1_uploads.v1_create`. Raises `InvalidIdError` for a bad `_id` where v1
+        validates it.
         """
-        with self.lock:
-            if collection == "entries":
-                return [self._v1_entry(dict(doc)) for doc in docs]
-            if collection == "treatments":
-                return [self._v1_treatment(dict(doc)) for doc in docs]
-            if collection in ("devicestatus", "profile", "food"):
-                for doc in docs:
-                    raw_id = doc.get("_id")
-                    if raw_id is not None and not is_object_id(raw_id):
-                        raise InvalidIdError(raw_id)
-                out: list[dict[str, Any]] = []
-                for raw in docs:
-                    doc = dict(raw)
-                    if collection == "devicestatus":
-                        _v1_normalise_created_at(doc, self.now_ms())
-                    elif "created_at" not in doc or not doc["created_at"]:
-                        doc["created_at"] = iso_ms(self.now_ms())
-                    raw_id = doc.pop("_id", None)
-                    stored = self.add(
-                        collection, doc, created_by="v1", oid=raw_id if raw_id else None
-                    )
-                    out.append({**doc, "_id": stored.oid})
-                return out
-            raise ValueError(f"v1 cannot create {collection}")
-
-    def _normalise_v1_id(self, doc: dict[str, Any]) -> None:
-        """normalizeEntryId / normalizeTreatmentId with UUID_HANDLING on (the default)."""
-        raw_id = doc.get("_id")
-        if isinstance(raw_id, str) and not is_object_id(raw_id):
-            if not doc.get("identifier"):
-                doc["identifier"] = raw_id
-            del doc["_id"]
-        elif isinstance(raw_id, str):
-            doc["_id"] = raw_id.lower()
-
-    def _v1_entry(self, doc: dict[str, Any]) -> dict[str, Any]:
-        self._normalise_v1_id(doc)
-        # _sysTime: parseZone(dateString), else moment(date), else now; an invalid moment
-        # still counts as "set" (it is an object), giving null sysTime and utcOffset.
-        moment: tuple[int, int] | None
-        if doc.get("dateString"):
-            moment = parse_zone(js_string(doc["dateString"]))
-        elif doc.get("date"):
-            date = doc["date"]
-            ms = date if is_number(date) else parse_iso_ms(js_string(date))
-            moment = (math.trunc(ms), 0) if ms is not None and math.isfinite(ms) else None
-        else:
-            moment = (self.now_ms(), 0)
-        doc["utcOffset"] = moment[1] if moment else None
-        doc["sysTime"] = iso_ms(moment[0]) if moment else None
-        if doc.get("dateString"):
-            doc["dateString"] = doc["sysTime"]
-        col = self._collections["entries"]
-        existing: StoredDoc | None = None
-        if doc["sysTime"] and doc.get("type"):  # upsertQueryFor: {sysTime, type}
-            existing = next(
-                (
-                    stored
-                    for stored in col.by_sys_time.get(doc["sysTime"], ())
-                    if match_value(stored.doc.get("type", _MISSING), "eq", doc["type"])
-                ),
-                None,
-            )
-        raw_id = doc.pop("_id", None)
-        if existing is not None:
-            self.update_fields("entries", existing, doc)
-            return doc  # merged into a stored entry: v1 answers without its _id
-        stored = self.add("entries", doc, created_by="v1", oid=raw_id)
-        return {**doc, "_id": stored.oid}
-
-    def _v1_treatment(self, doc: dict[str, Any]) -> dict[str, Any]:
-        if not doc.get("created_at"):
-            doc["created_at"] = iso_ms(self.now_ms())  # lib/api/treatments/index.js
-        self._normalise_v1_id(doc)
-        _prepare_treatment(doc, self.now_ms())
-        existing: StoredDoc | None = None
-        col = self._collections["treatments"]
-        if doc.get("identifier"):  # upsertQueryFor: identifier first
-            doc.pop("_id", None)
-            existing = col.by_identifier.get(js_string(doc["identifier"]))
-        elif doc.get("_id"):
-            existing = col.by_oid.get(doc["_id"])
-        else:  # {created_at, eventType}; a missing eventType is sent as null
-            created_at = doc["created_at"]
-            event_type = doc.get("eventType")
-            existing = next(
-                (
-                    stored
-                    for stored in self.at_event_time("treatments", parse_iso_ms(created_at) or 0)
-                    if stored.doc.get("created_at") == created_at
-                    and match_value(stored.doc.get("eventType", _MISSING), "eq", event_type)
-                ),
-                None,
-            )
-        raw_id = doc.pop("_id", None)
-        if existing is not None:
-            self.replace("treatments", existing, doc)
-            if doc.get("identifier"):
-                return {**doc, "_id": existing.oid}
-            return doc
-        stored = self.add("treatments", doc, created_by="v1", oid=raw_id)
-        return {**doc, "_id": stored.oid}
+        return v1_uploads.v1_create(self, collection, docs)
 
 
 def _id_keys(doc: Mapping[str, Any]) -> set[str]:
@@ -1584,32 +671,6 @@ def _stored_id_keys(stored: StoredDoc) -> set[str]:
     return keys
 
 
-def _link_sys_time(col: _Collection, stored: StoredDoc) -> None:
-    if stored.sys_time is not None:
-        col.by_sys_time.setdefault(stored.sys_time, []).append(stored)
-
-
-def _unlink_sys_time(col: _Collection, stored: StoredDoc) -> None:
-    if stored.sys_time is None:
-        return
-    bucket = col.by_sys_time.get(stored.sys_time)
-    if bucket is None:
-        return
-    bucket[:] = [other for other in bucket if other is not stored]
-    if not bucket:
-        del col.by_sys_time[stored.sys_time]
-
-
-class InvalidIdError(ValueError):
-    """An `_id` that is not 24 hex, where v1 answers 400."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__(
-            f"Must be 24-character hex string or omit for auto-generation. Got: {value}"
-        )
-        self.value = value
-
-
 class DuplicateKeyError(ValueError):
     """MongoDB's E11000: an `_id` that is already taken."""
 
@@ -1625,86 +686,3 @@ def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
             current[part] = nxt
         current = nxt
     current[parts[-1]] = value
-
-
-def _v1_normalise_created_at(doc: dict[str, Any], now_ms: int) -> None:
-    """`created_at` as `moment.parseZone(...).toISOString()` plus `utcOffset`, or now when
-    it is not a valid time (lib/server/devicestatus.js create, treatments.js prepareData)."""
-    value = doc.get("created_at")
-    moment: tuple[int, int] | None = None
-    if is_number(value) and math.isfinite(value):
-        moment = (math.trunc(value), 0)
-    elif isinstance(value, str) and value:
-        moment = parse_zone(value)
-    ms, offset = moment if moment is not None else (now_ms, 0)
-    doc["created_at"] = iso_ms(ms)
-    doc["utcOffset"] = offset
-
-
-_TREATMENT_NUMBERS: Final = (
-    "glucose",
-    "targetTop",
-    "targetBottom",
-    "carbs",
-    "insulin",
-    "duration",
-    "percent",
-    "absolute",
-    "relative",
-    "preBolus",
-)
-
-
-def _prepare_treatment(doc: dict[str, Any], now_ms: int) -> None:
-    """`prepareData` of `lib/server/treatments.js` (without the preBolus extra record).
-
-    None stands for JavaScript's NaN here: every such field is then dropped.
-    """
-    _v1_normalise_created_at(doc, now_ms)
-    for name in _TREATMENT_NUMBERS:
-        doc[name] = js_number(doc[name]) if name in doc else None  # Number(undefined) is NaN
-    if doc.get("eventTime"):
-        moment = parse_zone(js_string(doc["eventTime"]))
-        if moment is not None:
-            doc["created_at"] = iso_ms(moment[0])
-    if doc.get("eventType") == "Announcement":
-        doc["isAnnouncement"] = True
-    doc.pop("eventTime", None)
-    for name in (
-        "targetTop",
-        "targetBottom",
-        "carbs",
-        "insulin",
-        "percent",
-        "relative",
-        "notes",
-        "preBolus",
-    ):
-        if not doc.get(name):  # deleteIfEmpty
-            doc.pop(name, None)
-    for name in ("absolute", "duration"):
-        if doc.get(name, 0) is None:  # deleteIfNaN
-            doc.pop(name, None)
-    if not doc.get("glucose"):
-        for name in ("glucose", "glucoseType", "units"):
-            doc.pop(name, None)
-
-
-def _take(candidates: Iterable[StoredDoc], check: _Filter, query: Query) -> list[StoredDoc]:
-    """Filter candidates in order, skipping and limiting without reading past the page."""
-    only_valid = query.only_valid
-    skip = query.skip
-    limit = query.limit
-    found: list[StoredDoc] = []
-    for stored in candidates:
-        if only_valid and not stored.is_valid:
-            continue
-        if not check(stored):
-            continue
-        if skip:
-            skip -= 1
-            continue
-        found.append(stored)
-        if limit is not None and len(found) >= limit:
-            break
-    return found

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cascade_dev.fake_nightscout.matching import ObjectIdValue, Predicate
 from cascade_dev.fake_nightscout.protocol import (
     DELTA_AGO_MS,
     MONGO_OPERATORS,
@@ -18,9 +19,7 @@ from cascade_dev.fake_nightscout.protocol import (
     _js_regex,
     parse_int_js,
 )
-from cascade_dev.fake_nightscout.store import (
-    ObjectIdValue,
-    Predicate,
+from cascade_dev.fake_nightscout.values import (
     is_canonical_iso,
     is_number,
     is_object_id,
