@@ -139,3 +139,11 @@ def test_invalid_settings_give_one_clear_message(
     with pytest.raises(ConfigurationError, match=message) as excinfo:
         load_settings()
     assert "pw@" not in str(excinfo.value)
+
+
+def test_the_variables_of_settings_rebuild_the_same_settings(tmp_path: Path) -> None:
+    settings = load_settings(CASCADE_HOME=tmp_path, NESSIE_REF="dev", MARTS_SCHEMA="bi")
+    variables = settings.variables()
+    assert variables["NESSIE_REF"] == "dev" and variables["CASCADE_HOME"] == tmp_path
+    assert set(variables) == variable_names()
+    assert load_settings(**variables) == settings

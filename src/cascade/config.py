@@ -415,6 +415,15 @@ class Settings(BaseModel):
             **variables,
         )
 
+    def variables(self) -> dict[str, Any]:
+        """Every setting by the variable it is read from ({"NESSIE_REF": "dev", ...}), for
+        handing these exact settings to another process; values as held (secrets included)."""
+        return {
+            _aliases(field_name, info)[0].upper(): getattr(getattr(self, section), field_name)
+            for section, model in self.SECTIONS.items()
+            for field_name, info in model.model_fields.items()
+        }
+
     def with_values(self, **variables: Any) -> Settings:
         """A validated copy with the given variables changed; the environment is not read again."""
         updates = _route(variables)

@@ -136,12 +136,12 @@ def _env_value(value: Any) -> str | None:
 def cascade_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment in which `cascade` builds exactly `settings` (plus `extra`), and nothing
     of the developer's own Cascade or Nightscout variables."""
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    for name in Settings.model_fields:
-        value = _env_value(getattr(settings, name))
+    variables = settings.variables()
+    env = {k: v for k, v in os.environ.items() if k.upper() not in variables}
+    for name, held in variables.items():
+        value = _env_value(held)
         if value is not None:
-            env[name.upper()] = value
+            env[name] = value
     env.update(extra)
     return env
 
