@@ -147,3 +147,19 @@ def test_the_variables_of_settings_rebuild_the_same_settings(tmp_path: Path) -> 
     assert variables["NESSIE_REF"] == "dev" and variables["CASCADE_HOME"] == tmp_path
     assert set(variables) == variable_names()
     assert load_settings(**variables) == settings
+
+
+def test_a_field_is_never_read_from_its_own_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HOME, USER, HOST and friends are the shell's, not Cascade's: only the named variables count."""
+    monkeypatch.chdir(tmp_path)
+    for section, model in Settings.SECTIONS.items():
+        for field_name in model.model_fields:
+            monkeypatch.delenv(f"{section}_{field_name}".upper(), raising=False)
+    defaults = load_settings(CASCADE_HOME=tmp_path)
+    for name in ("HOME", "USER", "HOST", "REF", "URI", "PORT", "REGION", "ENDPOINT", "SITE_LIST"):
+        monkeypatch.setenv(name, "9" if name == "PORT" else "from-the-shell")
+    assert load_settings(CASCADE_HOME=tmp_path) == defaults
+    monkeypatch.delenv("CASCADE_HOME", raising=False)
+    assert load_settings().lake.home != Path("from-the-shell")

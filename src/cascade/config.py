@@ -96,9 +96,9 @@ class SiteConfig(BaseModel):
 class _Section(BaseSettings):
     """A group of settings, each field read from the one variable its alias names."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
-    )
+    # No populate_by_name: pydantic-settings would then also read each field's own name from the
+    # environment (`home` from HOME, `user` from USER). Fields are set by their variable only.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
 
 class LakeSettings(_Section):
@@ -142,7 +142,7 @@ class NightscoutSettings(_Section):
     site_id: str = env("NIGHTSCOUT_SITE_ID", "default")
     site_list: list[SiteConfig] = Field(
         default_factory=list,
-        validation_alias=AliasChoices("NIGHTSCOUT_SITES", "nightscout_sites", "site_list"),
+        validation_alias=AliasChoices("NIGHTSCOUT_SITES", "nightscout_sites"),
     )
 
     page_size: int = env("NIGHTSCOUT_PAGE_SIZE", 1000, ge=10, le=10_000)
@@ -430,7 +430,10 @@ class Settings(BaseModel):
         sections: dict[str, Any] = {}
         for name, section in self:
             if name in updates:
-                merged = {**section.model_dump(), **updates[name]}
+                merged = {
+                    _aliases(field_name, info)[0]: getattr(section, field_name)
+                    for field_name, info in type(section).model_fields.items()
+                } | updates[name]
                 try:
                     section = type(section).model_validate(merged)
                 except ValidationError as exc:
@@ -466,14 +469,14 @@ def variable_names() -> set[str]:
 
 
 def _route(variables: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{"NESSIE_REF": "dev"} → {"nessie": {"ref": "dev"}}; an unknown name is a TypeError."""
+    """{"nessie_ref": "dev"} → {"nessie": {"NESSIE_REF": "dev"}}; an unknown name is a TypeError."""
     known = _variables()
     routed: dict[str, dict[str, Any]] = {}
     for name, value in variables.items():
         if name.upper() not in known:
             raise TypeError(f"no setting is read from a variable named {name.upper()}")
-        section, field_name = known[name.upper()]
-        routed.setdefault(section, {})[field_name] = value
+        section, _ = known[name.upper()]
+        routed.setdefault(section, {})[name.upper()] = value
     return routed
 
 
