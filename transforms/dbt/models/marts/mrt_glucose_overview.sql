@@ -1,7 +1,8 @@
--- One row per subject: the latest 14-day window (ending on the subject's last local date with
--- readings), its headline metrics and the international-consensus targets for most adults with
--- T1D/T2D (Battelino et al. 2019): TIR > 70%, TBR (<70) < 4%, TBR level 2 (<54) < 1%,
--- TAR (>180) < 25%, TAR level 2 (>250) < 5%, CV <= 36%. Percentages are of readings.
+-- One row per subject: the latest window (var metrics_window_days, ending on the subject's last
+-- local date with readings), its headline metrics and whether each international-consensus target
+-- for most adults with T1D/T2D (Battelino et al. 2019) is met: TIR, TBR (<70), TBR level 2 (<54),
+-- TAR (>180), TAR level 2 (>250), CV, held to the var consensus_targets (macros/metrics/targets.sql).
+-- Percentages are of readings.
 with
 
 subjects as (
@@ -94,20 +95,13 @@ final as (
         coalesce(window_events.hyper_event_minutes, 0.0) as hyper_event_minutes,
         {{ cascade.metric_round('window_events.hyper_event_minutes / nullif(window_events.hyper_event_count, 0)') }}
             as hyper_event_mean_minutes,
-        latest_windows.tir_pct > 70 as is_tir_target_met,
-        latest_windows.tbr_pct < 4 as is_tbr_target_met,
-        latest_windows.tbr_level_2_pct < 1 as is_tbr_level_2_target_met,
-        latest_windows.tar_pct < 25 as is_tar_target_met,
-        latest_windows.tar_level_2_pct < 5 as is_tar_level_2_target_met,
-        latest_windows.cv_pct <= 36 as is_cv_target_met,
-        (
-            latest_windows.tir_pct > 70
-            and latest_windows.tbr_pct < 4
-            and latest_windows.tbr_level_2_pct < 1
-            and latest_windows.tar_pct < 25
-            and latest_windows.tar_level_2_pct < 5
-            and latest_windows.cv_pct <= 36
-        ) as is_all_targets_met
+        {{ cascade.consensus_target_met('latest_windows', 'tir_pct') }} as is_tir_target_met,
+        {{ cascade.consensus_target_met('latest_windows', 'tbr_pct') }} as is_tbr_target_met,
+        {{ cascade.consensus_target_met('latest_windows', 'tbr_level_2_pct') }} as is_tbr_level_2_target_met,
+        {{ cascade.consensus_target_met('latest_windows', 'tar_pct') }} as is_tar_target_met,
+        {{ cascade.consensus_target_met('latest_windows', 'tar_level_2_pct') }} as is_tar_level_2_target_met,
+        {{ cascade.consensus_target_met('latest_windows', 'cv_pct') }} as is_cv_target_met,
+        {{ cascade.consensus_targets_all_met('latest_windows') }} as is_all_targets_met
     from subjects
     left join latest_windows
         on subjects.site_id = latest_windows.site_id
