@@ -105,16 +105,10 @@ def render_profiles(project: Path, target: DbtTarget) -> Path:
     return directory
 
 
-def build_args(
-    project: Path,
-    target: DbtTarget,
-    *,
-    select: Sequence[str] | None,
-    full_refresh: bool,
-    unit_tests: bool,
-) -> list[str]:
-    args = [
-        "build",
+def dbt_args(command: str, project: Path, target: DbtTarget) -> list[str]:
+    """`command` with the project, the run's rendered profiles, target and artifact paths."""
+    return [
+        command,
         "--project-dir",
         str(project),
         "--profiles-dir",
@@ -125,6 +119,19 @@ def build_args(
         str(target.target_dir),
         "--log-path",
         str(target.log_dir),
+    ]
+
+
+def build_args(
+    project: Path,
+    target: DbtTarget,
+    *,
+    select: Sequence[str] | None,
+    full_refresh: bool,
+    unit_tests: bool,
+) -> list[str]:
+    args = [
+        *dbt_args("build", project, target),
         "--log-level-file",
         "info",
         "--quiet",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.exceptions import TransformError
-from cascade.transform.build import DbtTarget, profiles_dir, render_profiles
+from cascade.transform.build import DbtTarget, dbt_args, render_profiles
 from cascade.transform.project import project_fingerprint
 
 MARTS_LAYER = "marts"
@@ -64,17 +64,7 @@ def _parsed(project: Path, definition: str) -> dict[str, Any]:
         render_profiles(project, target)
         outcome = dbtRunner().invoke(
             [
-                "parse",
-                "--project-dir",
-                str(project),
-                "--profiles-dir",
-                str(profiles_dir(target)),
-                "--target",
-                target.name,
-                "--target-path",
-                str(target.target_dir),
-                "--log-path",
-                str(target.log_dir),
+                *dbt_args("parse", project, target),
                 "--quiet",
                 "--no-send-anonymous-usage-stats",
                 "--no-partial-parse",
